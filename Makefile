@@ -1,0 +1,86 @@
+# ngx_umlo: build, test and demo.
+#
+#   make            build build/ngx_umlo_module.so
+#   make deps       install the Debian packages needed to build, run, test
+#   make test       build and run the whole suite (prove -r t)
+#   make demo       Redis + simulator + nginx with the module, in the foreground
+#   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
+
+NGX_SRC   ?= /usr/share/nginx/src
+BUILD     := build
+MODULE    := $(BUILD)/ngx_umlo_module.so
+ASAN_SO   := $(BUILD)/asan/ngx_umlo_module.so
+
+SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
+
+DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
+             libhiredis-dev redis-server redis-tools python3 perl \
+             libjson-pp-perl gcc make wrk curl
+
+WARN      := -Wall -Wextra -Werror
+ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
+ASAN_LD   := -fsanitize=address,undefined
+
+.PHONY: all deps check-deps test demo asan clean
+
+all: $(MODULE)
+
+# Packages are checked by the header or binary each one provides, so that a
+# machine that already has them never needs apt.
+check-deps:
+	@missing=; \
+	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
+	         /usr/include/curl/curl.h /usr/include/jansson.h \
+	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
+	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
+	    [ -e $$f ] || missing="$$missing $$f"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	    echo "missing:$$missing; running make deps"; \
+	    $(MAKE) --no-print-directory deps; \
+	fi
+
+deps:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $(DEB_PKGS)
+
+# $(1): build dir, $(2): extra cc opts, $(3): extra ld opts
+define ngx_configure
+	rm -rf $(1)/nginx
+	mkdir -p $(1)
+	cp -a $(NGX_SRC) $(1)/nginx
+	cd $(1)/nginx && bash -c '. ./conf_flags && ./configure \
+	    "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module="$(CURDIR)" \
+	    --with-cc-opt="$(WARN) $(2)" --with-ld-opt="$(3)"' \
+	    > ../configure.log 2>&1 \
+	    || { tail -20 ../configure.log; exit 1; }
+	touch $(1)/nginx/.configured
+endef
+
+$(BUILD)/rel/nginx/.configured: config
+	@$(MAKE) --no-print-directory check-deps
+	$(call ngx_configure,$(BUILD)/rel,-g -O2,)
+
+$(BUILD)/asan/nginx/.configured: config
+	@$(MAKE) --no-print-directory check-deps
+	$(call ngx_configure,$(BUILD)/asan,$(ASAN_CC),$(ASAN_LD))
+
+$(MODULE): $(BUILD)/rel/nginx/.configured $(SRC_FILES)
+	$(MAKE) -C $(BUILD)/rel/nginx -f objs/Makefile modules
+	cp $(BUILD)/rel/nginx/objs/ngx_umlo_module.so $@
+
+$(ASAN_SO): $(BUILD)/asan/nginx/.configured $(SRC_FILES)
+	$(MAKE) -C $(BUILD)/asan/nginx -f objs/Makefile modules
+	cp $(BUILD)/asan/nginx/objs/ngx_umlo_module.so $@
+
+asan: $(ASAN_SO)
+
+test: check-deps $(MODULE)
+	prove -r t
+
+demo: $(MODULE)
+	@bash demo/run
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,135 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * JSON responses shared by every location handler.
+ */
+
+
+#include "ngx_umlo_handler.h"
+
+
+#define NGX_UMLO_ERROR_MAX  512
+
+
+static ngx_int_t ngx_umlo_add_header(ngx_http_request_t *r, const char *name,
+    const char *value);
+
+
+ngx_int_t
+ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
+{
+    char         *text;
+    size_t        len;
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    text = json_dumps(json, JSON_COMPACT);
+    if (text == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_strlen(text);
+
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b == NULL) {
+        free(text);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, text, len);
+    *b->last++ = '\n';
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    free(text);
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    /* dashboards poll: every answer is current state, never cached */
+    if (ngx_umlo_add_header(r, "Cache-Control", "no-store") != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+ngx_int_t
+ngx_umlo_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *code, const char *fmt, ...)
+{
+    u_char     msg[NGX_UMLO_ERROR_MAX], *p;
+    va_list    args;
+    json_t    *json;
+    ngx_int_t  rc;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
+    va_end(args);
+    *p = '\0';
+
+    json = json_pack("{s:{s:i,s:s,s:s}}", "error",
+                     "status", (json_int_t) status,
+                     "code", code,
+                     "message", (char *) msg);
+    if (json == NULL) {
+        /* invalid UTF-8 from the caller: answer without the detail */
+        json = json_pack("{s:{s:i,s:s}}", "error", "status",
+                         (json_int_t) status, "code", code);
+        if (json == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    rc = ngx_umlo_send_json(r, status, json);
+    json_decref(json);
+
+    return rc;
+}
+
+
+ngx_int_t
+ngx_umlo_send_not_allowed(ngx_http_request_t *r, const char *allow)
+{
+    if (ngx_umlo_add_header(r, "Allow", allow) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_umlo_send_error(r, NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+                               "method %V is not allowed here; use %s",
+                               &r->method_name, allow);
+}
+
+
+static ngx_int_t
+ngx_umlo_add_header(ngx_http_request_t *r, const char *name,
+    const char *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) name;
+    h->key.len = ngx_strlen(name);
+    h->value.data = (u_char *) value;
+    h->value.len = ngx_strlen(value);
+
+    return NGX_OK;
+}

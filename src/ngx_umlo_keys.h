@@ -1,0 +1,50 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * The Redis key schema, written down once and used by the event-loop side
+ * (ngx_umlo_redis.c, handlers) and the thread side (store, sync) alike.
+ *
+ * Every key of an org carries the hash tag {ORG} so that MULTI/EXEC and
+ * scripts touching several keys also work on Redis Cluster.  ORG is
+ * checked at configuration time to hold only [A-Za-z0-9._-], so it is safe
+ * inside a hiredis format string.  The layout is described in
+ * docs/ARCHITECTURE.md.
+ */
+
+#ifndef _NGX_UMLO_KEYS_H_INCLUDED_
+#define _NGX_UMLO_KEYS_H_INCLUDED_
+
+
+/* string: random token of the sync holding the org's lock, PX lease */
+#define NGX_UMLO_KEY_LOCK        "umlo:{%s}:lock"
+
+/* string: JSON document of the running or last sync */
+#define NGX_UMLO_KEY_STATUS      "umlo:{%s}:status"
+
+/* string: id of a sync that a DELETE asked to stop */
+#define NGX_UMLO_KEY_CANCEL      "umlo:{%s}:cancel"
+
+/* hash: the current snapshot: gen, sync_id, data_as_of, counts */
+#define NGX_UMLO_KEY_CURRENT     "umlo:{%s}:current"
+
+/* list: JSON summaries of finished syncs, newest first */
+#define NGX_UMLO_KEY_HISTORY     "umlo:{%s}:history"
+
+/* counter: source of generation numbers */
+#define NGX_UMLO_KEY_GENSEQ      "umlo:{%s}:genseq"
+
+/* zset: generations no longer current, scored by the time to drop them */
+#define NGX_UMLO_KEY_RETIRED     "umlo:{%s}:retired"
+
+/*
+ * One snapshot generation; GEN is a decimal number.  A generation is
+ * written completely before "current" points at it, and is never written
+ * again except by a selective sync, which replaces whole users atomically.
+ */
+#define NGX_UMLO_KEY_GEN_USERS   "umlo:{%s}:g:%s:users"   /* hash id->JSON */
+#define NGX_UMLO_KEY_GEN_SITES   "umlo:{%s}:g:%s:sites"   /* hash id->JSON */
+#define NGX_UMLO_KEY_GEN_GROUPS  "umlo:{%s}:g:%s:groups"  /* hash id->JSON */
+#define NGX_UMLO_KEY_GEN_META    "umlo:{%s}:g:%s:meta"    /* hash */
+
+
+#endif /* _NGX_UMLO_KEYS_H_INCLUDED_ */

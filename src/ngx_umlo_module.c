@@ -1,0 +1,559 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * Directives, configuration and the worker life cycle.
+ */
+
+
+#include "ngx_umlo_module.h"
+#include "ngx_umlo_handler.h"
+#include "ngx_umlo_redis.h"
+
+#include <curl/curl.h>
+
+
+#define NGX_UMLO_SECRET_MAX  4096
+
+
+static void *ngx_umlo_create_main_conf(ngx_conf_t *cf);
+static char *ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf);
+static char *ngx_umlo_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_org(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_umlo_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret, const char *directive);
+static ngx_int_t ngx_umlo_init_process(ngx_cycle_t *cycle);
+static void ngx_umlo_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_umlo_commands[] = {
+
+    { ngx_string("umlo_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_umlo_redis_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_redis_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, redis_timeout),
+      NULL },
+
+    { ngx_string("umlo_org"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_org,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_api_base"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_api_base,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_api_key_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_thread_pool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, thread_pool_name),
+      NULL },
+
+    { ngx_string("umlo_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      0,
+      0,
+      ngx_umlo_status_handler },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_umlo_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_umlo_create_main_conf,             /* create main configuration */
+    ngx_umlo_init_main_conf,               /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_umlo_module = {
+    NGX_MODULE_V1,
+    &ngx_umlo_module_ctx,                  /* module context */
+    ngx_umlo_commands,                     /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_umlo_init_process,                 /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_umlo_exit_process,                 /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static void *
+ngx_umlo_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_pcalloc(cf->pool, sizeof(ngx_umlo_main_conf_t));
+    if (umcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     umcf->redis_addr = { 0, NULL };
+     *     umcf->org = { 0, NULL };
+     *     umcf->api_key = { 0, NULL };
+     *     umcf->thread_pool_name = { 0, NULL };
+     *     umcf->used = 0;
+     */
+
+    umcf->redis_db = NGX_CONF_UNSET;
+    umcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+
+    return umcf;
+}
+
+
+static char *
+ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_conf_init_value(umcf->redis_db, 0);
+    ngx_conf_init_msec_value(umcf->redis_timeout, 2000);
+
+    if (umcf->api_base.data == NULL) {
+        ngx_str_set(&umcf->api_base, "https://api.atlassian.com");
+    }
+
+    if (umcf->thread_pool_name.data == NULL) {
+        ngx_str_set(&umcf->thread_pool_name, "default");
+    }
+
+    if (!umcf->used) {
+        return NGX_CONF_OK;
+    }
+
+    if (umcf->redis_addr.data == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_redis\" is required in the http block "
+                      "when a umlo_* handler is used");
+        return NGX_CONF_ERROR;
+    }
+
+    if (umcf->org.data == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_org\" is required in the http block "
+                      "when a umlo_* handler is used");
+        return NGX_CONF_ERROR;
+    }
+
+    if (umcf->api_key.data == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_api_key_file\" is required in the http "
+                      "block when a umlo_* handler is used");
+        return NGX_CONF_ERROR;
+    }
+
+    /* nginx itself reports a pool that no "thread_pool" defines */
+    umcf->thread_pool = ngx_thread_pool_add(cf, &umcf->thread_pool_name);
+    if (umcf->thread_pool == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    u_char     *p;
+    size_t      len;
+    ngx_str_t  *value, s;
+    ngx_url_t   u;
+    ngx_uint_t  i;
+
+    if (umcf->redis_addr.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    umcf->redis_addr = value[1];
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        len = value[1].len - 5;
+        if (len == 0) {
+            return "has an empty unix socket path";
+        }
+
+        p = ngx_pnalloc(cf->pool, len + 1);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(p, value[1].data + 5, len);
+        p[len] = '\0';
+        umcf->redis_unix.data = p;
+        umcf->redis_unix.len = len;
+
+    } else {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = value[1];
+        u.default_port = 6379;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid redis address \"%V\"%s%s",
+                               &value[1], u.err ? ": " : "",
+                               u.err ? u.err : "");
+            return NGX_CONF_ERROR;
+        }
+
+        /* resolve now: hiredis would resolve synchronously in a worker */
+        p = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (p == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, p,
+                            NGX_SOCKADDR_STRLEN, 0);
+        p[len] = '\0';
+        umcf->redis_host.data = p;
+        umcf->redis_host.len = len;
+        umcf->redis_port = u.port;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            umcf->redis_db = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (umcf->redis_db == NGX_ERROR || umcf->redis_db > 65535) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid redis database \"%V\"",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password_file=", 14) == 0) {
+            s.data = value[i].data + 14;
+            s.len = value[i].len - 14;
+
+            if (ngx_umlo_read_secret(cf, &s, &umcf->redis_password,
+                                     "umlo_redis password_file")
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_org(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (umcf->org.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_UMLO_ORG_MAX) {
+        return "needs an organization id of 1 to 128 characters";
+    }
+
+    /* the id becomes part of Redis keys and API paths */
+    for (i = 0; i < value[1].len; i++) {
+        if (!(isalnum(value[1].data[i]) || value[1].data[i] == '-'
+              || value[1].data[i] == '_' || value[1].data[i] == '.'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid organization id \"%V\": only "
+                               "letters, digits, \"-\", \"_\" and \".\" "
+                               "are allowed", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    p = ngx_pnalloc(cf->pool, value[1].len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(p, value[1].data, value[1].len);
+    p[value[1].len] = '\0';
+
+    umcf->org.data = p;
+    umcf->org.len = value[1].len;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_api_base(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    u_char     *p;
+    size_t      len;
+    ngx_str_t  *value;
+
+    if (umcf->api_base.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    len = value[1].len;
+
+    if (!(len > 7 && ngx_strncmp(value[1].data, "http://", 7) == 0)
+        && !(len > 8 && ngx_strncmp(value[1].data, "https://", 8) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid URL \"%V\": it must start with "
+                           "\"https://\" or \"http://\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    while (value[1].data[len - 1] == '/') {
+        len--;
+    }
+
+    p = ngx_pnalloc(cf->pool, len + 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(p, value[1].data, len);
+    p[len] = '\0';
+
+    umcf->api_base.data = p;
+    umcf->api_base.len = len;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t  *value;
+
+    if (umcf->api_key_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    umcf->api_key_file = value[1];
+
+    if (ngx_umlo_read_secret(cf, &umcf->api_key_file, &umcf->api_key,
+                             "umlo_api_key_file")
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_umlo_main_conf_t      *umcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = (ngx_http_handler_pt) cmd->post;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_umlo_module);
+    umcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * Reads a secret file whole, without the trailing newline.  The secret is
+ * kept only in memory; no message here ever prints it.
+ */
+
+static ngx_int_t
+ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *secret,
+    const char *directive)
+{
+    u_char           *buf;
+    ssize_t           n;
+    ngx_fd_t          fd;
+    ngx_str_t         name;
+    ngx_file_info_t   fi;
+
+    name = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s: cannot open \"%V\"", directive, &name);
+        return NGX_ERROR;
+    }
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s: cannot stat \"%V\"", directive, &name);
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    if (fi.st_mode & S_IROTH) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "%s: \"%V\" is readable by every user of this "
+                           "machine; make it mode 0600 or 0640",
+                           directive, &name);
+    }
+
+    buf = ngx_pnalloc(cf->pool, NGX_UMLO_SECRET_MAX + 1);
+    if (buf == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    n = ngx_read_fd(fd, buf, NGX_UMLO_SECRET_MAX + 1);
+    (void) ngx_close_file(fd);
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "%s: cannot read \"%V\"", directive, &name);
+        return NGX_ERROR;
+    }
+
+    if (n > NGX_UMLO_SECRET_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: \"%V\" is larger than %d bytes",
+                           directive, &name, NGX_UMLO_SECRET_MAX);
+        return NGX_ERROR;
+    }
+
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'
+                     || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+    {
+        n--;
+    }
+
+    if (n == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "%s: \"%V\" is empty", directive, &name);
+        return NGX_ERROR;
+    }
+
+    buf[n] = '\0';
+    secret->data = buf;
+    secret->len = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_umlo_init_process(ngx_cycle_t *cycle)
+{
+    ngx_umlo_main_conf_t  *umcf;
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_umlo_module);
+    if (umcf == NULL || !umcf->used) {
+        return NGX_OK;
+    }
+
+    /* not in the master: libcurl's global state must not cross fork() */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "umlo: curl_global_init() failed");
+        return NGX_ERROR;
+    }
+
+    umcf->redis = ngx_umlo_redis_create(cycle, umcf);
+    if (umcf->redis == NULL) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_umlo_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_umlo_module);
+    if (umcf == NULL || umcf->redis == NULL) {
+        return;
+    }
+
+    ngx_umlo_redis_destroy(umcf->redis);
+    umcf->redis = NULL;
+
+    curl_global_cleanup();
+}

@@ -1,0 +1,50 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * Shared configuration of the module: what every other file needs to know
+ * about the http{}-level settings and the per-worker runtime.
+ */
+
+#ifndef _NGX_UMLO_MODULE_H_INCLUDED_
+#define _NGX_UMLO_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+#define NGX_UMLO_VERSION          "0.1.0"
+#define NGX_UMLO_ORG_MAX          128
+
+
+typedef struct ngx_umlo_redis_s  ngx_umlo_redis_t;
+
+
+typedef struct {
+    ngx_str_t             redis_addr;        /* umlo_redis, as written */
+    ngx_str_t             redis_host;        /* numeric, NUL-terminated */
+    in_port_t             redis_port;
+    ngx_str_t             redis_unix;        /* NUL-terminated socket path */
+    ngx_int_t             redis_db;          /* umlo_redis db= */
+    ngx_str_t             redis_password;    /* umlo_redis password_file= */
+    ngx_msec_t            redis_timeout;     /* umlo_redis_timeout */
+
+    ngx_str_t             org;               /* umlo_org */
+    ngx_str_t             api_base;          /* umlo_api_base */
+    ngx_str_t             api_key_file;      /* umlo_api_key_file */
+    ngx_str_t             api_key;           /* file contents: never logged */
+
+    ngx_str_t             thread_pool_name;  /* umlo_thread_pool */
+    ngx_thread_pool_t    *thread_pool;
+
+    ngx_flag_t            used;              /* a umlo_* handler exists */
+
+    ngx_umlo_redis_t     *redis;             /* per worker, init_process */
+} ngx_umlo_main_conf_t;
+
+
+extern ngx_module_t  ngx_umlo_module;
+
+
+#endif /* _NGX_UMLO_MODULE_H_INCLUDED_ */
