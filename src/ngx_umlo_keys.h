@@ -36,15 +36,25 @@
 /* zset: generations no longer current, scored by the time to drop them */
 #define NGX_UMLO_KEY_RETIRED     "umlo:{%s}:retired"
 
+/* zset: generations being written; any left here at a sync's start died */
+#define NGX_UMLO_KEY_BUILDING    "umlo:{%s}:building"
+
+/* prefix of generation keys, completed by "GEN:users" and so on */
+#define NGX_UMLO_KEY_GEN_PREFIX  "umlo:{%s}:g:"
+
 /*
- * One snapshot generation; GEN is a decimal number.  A generation is
+ * One snapshot generation; GEN is a number (long long).  A generation is
  * written completely before "current" points at it, and is never written
  * again except by a selective sync, which replaces whole users atomically.
+ * users, sites and groups are hashes of id -> JSON document.
  */
-#define NGX_UMLO_KEY_GEN_USERS   "umlo:{%s}:g:%s:users"   /* hash id->JSON */
-#define NGX_UMLO_KEY_GEN_SITES   "umlo:{%s}:g:%s:sites"   /* hash id->JSON */
-#define NGX_UMLO_KEY_GEN_GROUPS  "umlo:{%s}:g:%s:groups"  /* hash id->JSON */
-#define NGX_UMLO_KEY_GEN_META    "umlo:{%s}:g:%s:meta"    /* hash */
+#define NGX_UMLO_KEY_GEN_USERS   "umlo:{%s}:g:%lld:users"
+#define NGX_UMLO_KEY_GEN_SITES   "umlo:{%s}:g:%lld:sites"
+#define NGX_UMLO_KEY_GEN_GROUPS  "umlo:{%s}:g:%lld:groups"
+#define NGX_UMLO_KEY_GEN_META    "umlo:{%s}:g:%lld:meta"
+
+/* list: users pages that arrived before the groups they refer to */
+#define NGX_UMLO_KEY_GEN_STAGE   "umlo:{%s}:g:%lld:stage"
 
 
 #endif /* _NGX_UMLO_KEYS_H_INCLUDED_ */

@@ -8,6 +8,7 @@
 #include "ngx_umlo_module.h"
 #include "ngx_umlo_handler.h"
 #include "ngx_umlo_redis.h"
+#include "ngx_umlo_sync.h"
 
 #include <curl/curl.h>
 
@@ -30,6 +31,23 @@ static ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret, const char *directive);
 static ngx_int_t ngx_umlo_init_process(ngx_cycle_t *cycle);
 static void ngx_umlo_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_num_bounds_t  ngx_umlo_concurrency_bounds = {
+    ngx_conf_check_num_bounds, 1, 256
+};
+
+static ngx_conf_num_bounds_t  ngx_umlo_retries_bounds = {
+    ngx_conf_check_num_bounds, 0, 20
+};
+
+static ngx_conf_num_bounds_t  ngx_umlo_selective_bounds = {
+    ngx_conf_check_num_bounds, 1, 10000
+};
+
+static ngx_conf_num_bounds_t  ngx_umlo_history_bounds = {
+    ngx_conf_check_num_bounds, 1, 10000
+};
 
 
 static ngx_command_t  ngx_umlo_commands[] = {
@@ -75,6 +93,62 @@ static ngx_command_t  ngx_umlo_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_umlo_main_conf_t, thread_pool_name),
       NULL },
+
+    { ngx_string("umlo_sync_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, sync_concurrency),
+      &ngx_umlo_concurrency_bounds },
+
+    { ngx_string("umlo_sync_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, sync_timeout),
+      NULL },
+
+    { ngx_string("umlo_sync_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, sync_retries),
+      &ngx_umlo_retries_bounds },
+
+    { ngx_string("umlo_sync_lock_lease"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, sync_lease),
+      NULL },
+
+    { ngx_string("umlo_sync_grace"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, sync_grace),
+      NULL },
+
+    { ngx_string("umlo_sync_selective_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, selective_max),
+      &ngx_umlo_selective_bounds },
+
+    { ngx_string("umlo_sync_history"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, history),
+      &ngx_umlo_history_bounds },
+
+    { ngx_string("umlo_sync"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      0,
+      0,
+      ngx_umlo_sync_handler },
 
     { ngx_string("umlo_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -140,6 +214,13 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
 
     umcf->redis_db = NGX_CONF_UNSET;
     umcf->redis_timeout = NGX_CONF_UNSET_MSEC;
+    umcf->sync_concurrency = NGX_CONF_UNSET_UINT;
+    umcf->sync_timeout = NGX_CONF_UNSET_MSEC;
+    umcf->sync_retries = NGX_CONF_UNSET_UINT;
+    umcf->sync_lease = NGX_CONF_UNSET_MSEC;
+    umcf->sync_grace = NGX_CONF_UNSET_MSEC;
+    umcf->selective_max = NGX_CONF_UNSET_UINT;
+    umcf->history = NGX_CONF_UNSET_UINT;
 
     return umcf;
 }
@@ -152,6 +233,20 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
 
     ngx_conf_init_value(umcf->redis_db, 0);
     ngx_conf_init_msec_value(umcf->redis_timeout, 2000);
+    ngx_conf_init_uint_value(umcf->sync_concurrency, 16);
+    ngx_conf_init_msec_value(umcf->sync_timeout, 30000);
+    ngx_conf_init_uint_value(umcf->sync_retries, 5);
+    ngx_conf_init_msec_value(umcf->sync_lease, 30000);
+    ngx_conf_init_msec_value(umcf->sync_grace, 300000);
+    ngx_conf_init_uint_value(umcf->selective_max, 100);
+    ngx_conf_init_uint_value(umcf->history, 50);
+
+    if (umcf->sync_lease < 3000) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_sync_lock_lease\" must be at least 3s "
+                      "so that a running sync can renew it in time");
+        return NGX_CONF_ERROR;
+    }
 
     if (umcf->api_base.data == NULL) {
         ngx_str_set(&umcf->api_base, "https://api.atlassian.com");

@@ -38,6 +38,14 @@ typedef struct {
     ngx_str_t             thread_pool_name;  /* umlo_thread_pool */
     ngx_thread_pool_t    *thread_pool;
 
+    ngx_uint_t            sync_concurrency;  /* umlo_sync_concurrency */
+    ngx_msec_t            sync_timeout;      /* umlo_sync_timeout */
+    ngx_uint_t            sync_retries;      /* umlo_sync_retries */
+    ngx_msec_t            sync_lease;        /* umlo_sync_lock_lease */
+    ngx_msec_t            sync_grace;        /* umlo_sync_grace */
+    ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
+    ngx_uint_t            history;           /* umlo_sync_history */
+
     ngx_flag_t            used;              /* a umlo_* handler exists */
 
     ngx_umlo_redis_t     *redis;             /* per worker, init_process */

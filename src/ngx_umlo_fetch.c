@@ -1,0 +1,1343 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * The sync's work, in a pool thread: fetch the org through the admin API
+ * with many requests in flight, stream what arrives into a new snapshot
+ * generation, then make it current in one step.  Nothing here touches
+ * nginx memory, events or logs: results go into the job.
+ *
+ * The user listing is split into independent cursor chains (account
+ * status x claim status) walked side by side.  Users refer to groups, and
+ * product access comes from what the groups grant; pages that arrive
+ * before every group's grants are known are parked in Redis ("stage") and
+ * turned into users once they are.
+ */
+
+
+#include "ngx_umlo_sync.h"
+#include "ngx_umlo_keys.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <sys/time.h>
+
+
+#define NGX_UMLO_TICK_MS        250
+#define NGX_UMLO_REPORT_MS      1000
+#define NGX_UMLO_USERS_PAGE     100
+#define NGX_UMLO_GROUPS_PAGE    100
+#define NGX_UMLO_ACCOUNTS_REQ   10      /* accountIds per users/search */
+#define NGX_UMLO_MAX_RESPONSE   (64 * 1024 * 1024)
+
+
+typedef struct {
+    const char  *account_status;
+    const char  *claim_status;
+} ngx_umlo_chain_t;
+
+
+/* what a cursor chain's callback needs: freed when the chain ends */
+typedef struct {
+    ngx_umlo_job_t  *job;
+    const char      *method;
+    char            *path;         /* of the first page */
+    json_t          *body;         /* of the first page, without cursor */
+    unsigned         cursor_only;  /* later pages: {"cursor"} alone */
+    json_t          *found;        /* selective: account id -> user */
+    char            *group;        /* grants: the group's id */
+} ngx_umlo_fetch_ctx_t;
+
+
+/* every user has exactly one of each: together they cover the org */
+static ngx_umlo_chain_t  ngx_umlo_chains[] = {
+    { "active",   "managed" },
+    { "active",   "unmanaged" },
+    { "inactive", "managed" },
+    { "inactive", "unmanaged" },
+    { "closed",   "managed" },
+    { "closed",   "unmanaged" },
+};
+
+
+static int ngx_umlo_fetch_full(ngx_umlo_job_t *job);
+static int ngx_umlo_fetch_selective(ngx_umlo_job_t *job);
+static int ngx_umlo_fetch_load(ngx_umlo_job_t *job, long long gen);
+static void ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state);
+static void ngx_umlo_fetch_tick(void *data);
+static void ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase);
+static ngx_umlo_fetch_ctx_t *ngx_umlo_fetch_chain(ngx_umlo_job_t *job,
+    const char *method, json_t *body, unsigned cursor_only,
+    ngx_umlo_api_done_pt done, json_t *found, const char *fmt, ...);
+static void ngx_umlo_fetch_ctx_free(ngx_umlo_fetch_ctx_t *ctx);
+static json_t *ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx,
+    ngx_umlo_api_req_t *req, const char *what, const char **next);
+static int ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx,
+    ngx_umlo_api_req_t *req, const char *next);
+static int ngx_umlo_fetch_submit(ngx_umlo_fetch_ctx_t *ctx,
+    ngx_umlo_api_done_pt done, const char *cursor);
+static void ngx_umlo_fetch_workspaces(ngx_umlo_api_t *api,
+    ngx_umlo_api_req_t *req);
+static void ngx_umlo_fetch_total(ngx_umlo_api_t *api,
+    ngx_umlo_api_req_t *req);
+static void ngx_umlo_fetch_groups(ngx_umlo_api_t *api,
+    ngx_umlo_api_req_t *req);
+static void ngx_umlo_fetch_grants(ngx_umlo_api_t *api,
+    ngx_umlo_api_req_t *req);
+static void ngx_umlo_fetch_group_done(ngx_umlo_job_t *job);
+static json_t *ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain);
+static void ngx_umlo_fetch_users(ngx_umlo_api_t *api,
+    ngx_umlo_api_req_t *req);
+static void ngx_umlo_fetch_accounts(ngx_umlo_api_t *api,
+    ngx_umlo_api_req_t *req);
+static int ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data);
+static int ngx_umlo_fetch_unstage(ngx_umlo_job_t *job);
+static int ngx_umlo_fetch_write_hash(ngx_umlo_job_t *job, const char *fmt,
+    json_t *docs);
+static void ngx_umlo_fetch_fail(ngx_umlo_job_t *job, const char *where,
+    const char *fmt, ...);
+static char *ngx_umlo_fetch_escape(char *dst, const char *src, size_t size);
+static long long ngx_umlo_fetch_now(void);
+static void ngx_umlo_fetch_iso(char *buf, size_t size, long long ms);
+
+
+void
+ngx_umlo_fetch_run(ngx_umlo_job_t *job)
+{
+    int                   rc;
+    char                  err[NGX_UMLO_API_ERRLEN];
+    ngx_umlo_api_conf_t   conf;
+
+    job->started_ms = ngx_umlo_fetch_now();
+    job->renewed_ms = job->started_ms;
+
+    if (ngx_umlo_store_open(&job->store, &job->redis, job->org) != 0) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        job->state = "failed";
+        job->store_failed = 1;
+        return;
+    }
+
+    if (ngx_umlo_model_init(&job->model) != 0) {
+        ngx_umlo_fetch_fail(job, "start", "out of memory");
+        ngx_umlo_fetch_finish(job, "failed");
+        return;
+    }
+
+    memset(&conf, 0, sizeof(conf));
+    conf.base_url = job->api_base;
+    conf.api_key = job->api_key;
+    conf.max_concurrency = job->concurrency;
+    conf.timeout_ms = job->timeout_ms;
+    conf.connect_timeout_ms = 10000;
+    conf.max_retries = job->retries;
+    conf.backoff_ms = 500;
+    conf.backoff_max_ms = 30000;
+    conf.max_response = NGX_UMLO_MAX_RESPONSE;
+    conf.cancel = &job->cancel;
+    conf.tick = ngx_umlo_fetch_tick;
+    conf.tick_data = job;
+    conf.tick_ms = NGX_UMLO_TICK_MS;
+
+    job->api = ngx_umlo_api_create(&conf, err, sizeof(err));
+    if (job->api == NULL) {
+        ngx_umlo_fetch_fail(job, "start", "%s", err);
+        ngx_umlo_fetch_finish(job, "failed");
+        return;
+    }
+
+    json_object_set_new(job->doc, "started_at",
+                        json_integer(job->started_ms / 1000));
+
+    rc = job->users ? ngx_umlo_fetch_selective(job)
+                    : ngx_umlo_fetch_full(job);
+
+    if (rc == 0) {
+        ngx_umlo_fetch_finish(job, "succeeded");
+
+    } else if (job->cancel && job->error[0] == '\0') {
+        ngx_umlo_fetch_fail(job, job->cancel_seen ? "cancel" : "shutdown",
+                            job->cancel_seen
+                            ? "cancelled on request; the previous data "
+                              "stays current"
+                            : "nginx is reloading or shutting down; the "
+                              "previous data stays current");
+        ngx_umlo_fetch_finish(job, "cancelled");
+
+    } else {
+        ngx_umlo_fetch_finish(job, "failed");
+    }
+}
+
+
+static int
+ngx_umlo_fetch_full(ngx_umlo_job_t *job)
+{
+    int          rc;
+    size_t       i;
+    json_t      *snapshot;
+    long long    n;
+    redisReply  *r;
+    char         asof[32];
+
+    ngx_umlo_fetch_report(job, "plan");
+
+    job->gen = ngx_umlo_store_begin(&job->store);
+    if (job->gen < 0) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    job->groups_pending = 1;
+
+    if (ngx_umlo_fetch_chain(job, "POST", json_pack("{s:i}", "limit", 1000),
+                             1, ngx_umlo_fetch_workspaces, NULL,
+                             "/admin/v2/orgs/%s/workspaces", job->org)
+        == NULL
+        || ngx_umlo_fetch_chain(job, "GET", NULL, 0, ngx_umlo_fetch_total,
+                                NULL, "/admin/v1/orgs/%s/users", job->org)
+           == NULL
+        || ngx_umlo_fetch_chain(job, "POST",
+                                json_pack("{s:i,s:[s]}",
+                                          "limit", NGX_UMLO_GROUPS_PAGE,
+                                          "expand", "counts.users"),
+                                0, ngx_umlo_fetch_groups, NULL,
+                                "/admin/v2/orgs/%s/directories/-/groups/"
+                                "search", job->org)
+           == NULL)
+    {
+        return -1;
+    }
+
+    for (i = 0; i < sizeof(ngx_umlo_chains) / sizeof(ngx_umlo_chains[0]);
+         i++)
+    {
+        if (ngx_umlo_fetch_chain(job, "POST",
+                                 ngx_umlo_fetch_users_body(
+                                                        &ngx_umlo_chains[i]),
+                                 0, ngx_umlo_fetch_users, NULL,
+                                 "/admin/v2/orgs/%s/directories/-/users/"
+                                 "search", job->org)
+            == NULL)
+        {
+            return -1;
+        }
+    }
+
+    ngx_umlo_fetch_report(job, "fetch");
+
+    if (ngx_umlo_api_run(job->api) != 0) {
+        if (job->error[0] == '\0' && !job->cancel) {
+            ngx_umlo_fetch_fail(job, "api", "%s",
+                                ngx_umlo_api_error(job->api));
+        }
+
+        return -1;
+    }
+
+    if (!job->grants_done) {
+        ngx_umlo_fetch_fail(job, "groups", "the groups listing ended "
+                            "before every group's grants were read");
+        return -1;
+    }
+
+    ngx_umlo_fetch_report(job, "write");
+
+    if (ngx_umlo_fetch_write_hash(job, "HSET " NGX_UMLO_KEY_GEN_GROUPS " %s %s",
+                                  job->model.groups)
+        != 0)
+    {
+        return -1;
+    }
+
+    snapshot = ngx_umlo_model_sites(&job->model);
+    if (snapshot == NULL) {
+        ngx_umlo_fetch_fail(job, "write", "out of memory");
+        return -1;
+    }
+
+    i = json_object_size(snapshot);
+    n = ngx_umlo_fetch_write_hash(job, "HSET " NGX_UMLO_KEY_GEN_SITES " %s %s",
+                                  snapshot);
+    json_decref(snapshot);
+
+    if (n != 0) {
+        return -1;
+    }
+
+    r = ngx_umlo_store_command(&job->store, "HLEN " NGX_UMLO_KEY_GEN_USERS,
+                               job->org, job->gen);
+    if (r == NULL) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    /* duplicates across chains land on the same field: count the hash */
+    n = r->integer;
+    freeReplyObject(r);
+
+    if (job->cancel || ngx_umlo_store_cancelled(&job->store, job->token)) {
+        job->cancel_seen = job->cancel_seen || !job->cancel;
+        job->cancel = 1;
+        return -1;
+    }
+
+    ngx_umlo_fetch_iso(asof, sizeof(asof), ngx_umlo_fetch_now());
+
+    json_object_set_new(job->doc, "counts",
+                        json_pack("{s:I,s:I,s:I,s:I}",
+                                  "users", (json_int_t) n,
+                                  "groups",
+                                  (json_int_t) json_object_size(
+                                                     job->model.groups),
+                                  "sites", (json_int_t) i,
+                                  "products",
+                                  (json_int_t) json_object_size(
+                                                     job->model.products)));
+
+    snapshot = json_pack("{s:I,s:s,s:s,s:O}",
+                         "generation", (json_int_t) job->gen,
+                         "sync_id", job->id,
+                         "data_as_of", asof,
+                         "counts", json_object_get(job->doc, "counts"));
+    if (snapshot == NULL) {
+        ngx_umlo_fetch_fail(job, "write", "out of memory");
+        return -1;
+    }
+
+    ngx_umlo_fetch_report(job, "swap");
+
+    job->users_done = n;
+
+    rc = ngx_umlo_store_swap(&job->store, job->token, job->gen, snapshot,
+                             job->grace_ms);
+    json_decref(snapshot);
+
+    if (rc != 1) {
+        ngx_umlo_fetch_fail(job, "swap", rc == 0
+                            ? "the org lock was lost before the new data "
+                              "could be made current (Redis too slow or "
+                              "umlo_sync_lock_lease too short?)"
+                            : job->store.error);
+        return -1;
+    }
+
+    job->gen = 0;
+
+    return 0;
+}
+
+
+/*
+ * Selective sync: the chosen users as they are now, written into the
+ * current generation in one step; a user the API no longer knows is
+ * removed from it.
+ */
+
+static int
+ngx_umlo_fetch_selective(ngx_umlo_job_t *job)
+{
+    size_t       i, j, n;
+    json_t      *found, *ids, *user, *doc;
+    char        *text;
+    long long    gen;
+    redisReply  *r;
+    const char  *id;
+
+    ngx_umlo_fetch_report(job, "plan");
+
+    gen = ngx_umlo_store_current(&job->store);
+    if (gen <= 0) {
+        ngx_umlo_fetch_fail(job, "plan", gen == 0
+                            ? "no full sync has completed yet: run one "
+                              "before syncing chosen users"
+                            : job->store.error);
+        return -1;
+    }
+
+    if (ngx_umlo_fetch_load(job, gen) != 0) {
+        return -1;
+    }
+
+    found = json_object();
+    n = json_array_size(job->users);
+
+    for (i = 0; i < n; i += NGX_UMLO_ACCOUNTS_REQ) {
+        ids = json_array();
+
+        for (j = i; j < n && j < i + NGX_UMLO_ACCOUNTS_REQ; j++) {
+            json_array_append(ids, json_array_get(job->users, j));
+        }
+
+        if (ngx_umlo_fetch_chain(job, "POST",
+                                 json_pack("{s:i,s:o,s:[sss]}",
+                                           "limit", NGX_UMLO_USERS_PAGE,
+                                           "accountIds", ids,
+                                           "expand", "productAccess",
+                                           "groups", "platformRoles"),
+                                 0, ngx_umlo_fetch_accounts, found,
+                                 "/admin/v2/orgs/%s/directories/-/users/"
+                                 "search", job->org)
+            == NULL)
+        {
+            json_decref(found);
+            return -1;
+        }
+    }
+
+    ngx_umlo_fetch_report(job, "fetch");
+
+    if (ngx_umlo_api_run(job->api) != 0) {
+        json_decref(found);
+
+        if (job->error[0] == '\0' && !job->cancel) {
+            ngx_umlo_fetch_fail(job, "api", "%s",
+                                ngx_umlo_api_error(job->api));
+        }
+
+        return -1;
+    }
+
+    ngx_umlo_fetch_report(job, "write");
+
+    /* one MULTI: readers see all of these users changed, or none */
+    if (ngx_umlo_store_append(&job->store, "MULTI") != 0) {
+        json_decref(found);
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    json_array_foreach(job->users, i, doc) {
+        id = json_string_value(doc);
+        user = json_object_get(found, id);
+
+        if (user == NULL) {
+            (void) ngx_umlo_store_append(&job->store,
+                                         "HDEL " NGX_UMLO_KEY_GEN_USERS " %s",
+                                         job->org, gen, id);
+            continue;
+        }
+
+        text = json_dumps(user, JSON_COMPACT);
+        if (text == NULL) {
+            continue;
+        }
+
+        (void) ngx_umlo_store_append(&job->store,
+                                     "HSET " NGX_UMLO_KEY_GEN_USERS " %s %s",
+                                     job->org, gen, id, text);
+        free(text);
+    }
+
+    json_object_set_new(job->doc, "counts",
+                        json_pack("{s:I,s:I}",
+                                  "users", (json_int_t) json_object_size(found),
+                                  "removed",
+                                  (json_int_t) (n - json_object_size(found))));
+    json_decref(found);
+
+    r = ngx_umlo_store_command(&job->store, "EXEC");
+    if (r == NULL) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    freeReplyObject(r);
+
+    job->users_done = n;
+
+    return 0;
+}
+
+
+/* the current generation's groups and products, for selective syncs */
+
+static int
+ngx_umlo_fetch_load(ngx_umlo_job_t *job, long long gen)
+{
+    size_t       i, k;
+    json_t      *doc, *product, *products;
+    redisReply  *r;
+
+    r = ngx_umlo_store_command(&job->store, "HVALS " NGX_UMLO_KEY_GEN_GROUPS,
+                               job->org, gen);
+    if (r == NULL) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    for (i = 0; i < r->elements; i++) {
+        doc = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+        if (doc != NULL) {
+            json_object_set(job->model.groups,
+                            json_string_value(json_object_get(doc, "id")),
+                            doc);
+            json_decref(doc);
+        }
+    }
+
+    freeReplyObject(r);
+
+    r = ngx_umlo_store_command(&job->store, "HVALS " NGX_UMLO_KEY_GEN_SITES,
+                               job->org, gen);
+    if (r == NULL) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    for (i = 0; i < r->elements; i++) {
+        doc = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+        products = json_object_get(doc, "products");
+
+        json_array_foreach(products, k, product) {
+            json_object_set(job->model.products,
+                            json_string_value(json_object_get(product, "id")),
+                            product);
+        }
+
+        json_decref(doc);
+    }
+
+    freeReplyObject(r);
+
+    return 0;
+}
+
+
+static void
+ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
+{
+    long long             now;
+    json_t               *summary;
+    ngx_umlo_api_stats_t  st;
+
+    now = ngx_umlo_fetch_now();
+    job->state = state;
+
+    if (job->api != NULL) {
+        ngx_umlo_api_stats(job->api, &st);
+        json_object_set_new(job->doc, "api",
+                            json_pack("{s:I,s:I,s:I,s:I}",
+                                      "calls", (json_int_t) st.sent,
+                                      "retries", (json_int_t) st.retries,
+                                      "rate_limited",
+                                      (json_int_t) st.http_429,
+                                      "errors", (json_int_t) st.failed));
+        ngx_umlo_api_destroy(job->api);
+        job->api = NULL;
+    }
+
+    ngx_umlo_model_free(&job->model);
+
+    json_object_set_new(job->doc, "state", json_string(state));
+    json_object_set_new(job->doc, "phase", json_null());
+    json_object_set_new(job->doc, "finished_at", json_integer(now / 1000));
+    json_object_set_new(job->doc, "duration_ms",
+                        json_integer(now - job->started_ms));
+
+    if (ngx_strcmp(state, "succeeded") == 0) {
+        json_object_set_new(job->doc, "progress",
+                            json_pack("{s:I,s:I,s:i,s:i}",
+                                      "done", (json_int_t) job->users_done,
+                                      "expected",
+                                      (json_int_t) job->users_done,
+                                      "percent", 100, "eta_seconds", 0));
+    } else {
+        json_object_set_new(job->doc, "error",
+                            json_pack("{s:s,s:s}", "where", job->where,
+                                      "message", job->error));
+    }
+
+    if (job->gen > 0) {
+        /* never current: nobody will read it */
+        (void) ngx_umlo_store_drop(&job->store, job->gen);
+    }
+
+    summary = json_pack("{s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
+                        "id", job->id, "trigger", job->trigger,
+                        "state", state,
+                        "started_at", json_object_get(job->doc, "started_at"),
+                        "finished_at",
+                        json_object_get(job->doc, "finished_at"),
+                        "duration_ms",
+                        json_object_get(job->doc, "duration_ms"),
+                        "counts", json_object_get(job->doc, "counts")
+                                  ? json_object_get(job->doc, "counts")
+                                  : json_null(),
+                        "api", json_object_get(job->doc, "api")
+                               ? json_object_get(job->doc, "api")
+                               : json_null());
+
+    /* the lock goes last: no new sync may start before the record is in */
+    if (ngx_umlo_store_set_status(&job->store, job->doc) != 0
+        || (summary != NULL
+            && ngx_umlo_store_history(&job->store, summary, job->history)
+               != 0)
+        || ngx_umlo_store_release(&job->store, job->token) != 0)
+    {
+        job->store_failed = 1;
+    }
+
+    json_decref(summary);
+    ngx_umlo_store_close(&job->store);
+}
+
+
+static void
+ngx_umlo_fetch_tick(void *data)
+{
+    ngx_umlo_job_t  *job = data;
+
+    int        rc;
+    long long  now;
+
+    now = ngx_umlo_fetch_now();
+
+    if (now - job->renewed_ms >= job->lease_ms / 3) {
+        rc = ngx_umlo_store_renew(&job->store, job->token, job->lease_ms);
+
+        if (rc != 1) {
+            ngx_umlo_fetch_fail(job, "lock", rc == 0
+                                ? "the org lock was lost (lease expired: "
+                                  "Redis slow or unreachable?)"
+                                : job->store.error);
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+            return;
+        }
+
+        job->renewed_ms = now;
+    }
+
+    if (now - job->reported_ms >= NGX_UMLO_REPORT_MS) {
+        rc = ngx_umlo_store_cancelled(&job->store, job->token);
+
+        if (rc == 1) {
+            job->cancel_seen = 1;
+            job->cancel = 1;
+            return;
+        }
+
+        if (rc < 0) {
+            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+            return;
+        }
+
+        ngx_umlo_fetch_report(job, NULL);
+    }
+}
+
+
+static void
+ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
+{
+    long long             now, eta;
+    json_int_t            percent;
+    ngx_umlo_api_stats_t  st;
+
+    now = ngx_umlo_fetch_now();
+    job->reported_ms = now;
+
+    json_object_set_new(job->doc, "state", json_string("running"));
+
+    if (phase != NULL) {
+        json_object_set_new(job->doc, "phase", json_string(phase));
+    }
+
+    percent = 0;
+    eta = -1;
+
+    if (job->users_expected > 0) {
+        percent = job->users_done * 100 / job->users_expected;
+        percent = percent > 99 ? 99 : percent;
+
+        if (job->users_done > 0 && job->users_done < job->users_expected) {
+            eta = (now - job->started_ms)
+                  * (job->users_expected - job->users_done)
+                  / job->users_done / 1000;
+        }
+    }
+
+    json_object_set_new(job->doc, "progress",
+                        json_pack("{s:I,s:o,s:I,s:o}",
+                                  "done", (json_int_t) job->users_done,
+                                  "expected", job->users_expected
+                                  ? json_integer(job->users_expected)
+                                  : json_null(),
+                                  "percent", percent,
+                                  "eta_seconds", eta >= 0
+                                  ? json_integer(eta) : json_null()));
+
+    json_object_set_new(job->doc, "counts",
+                        json_pack("{s:I,s:I,s:I}",
+                                  "users", (json_int_t) job->users_done,
+                                  "groups",
+                                  (json_int_t) json_object_size(
+                                                    job->model.groups),
+                                  "products",
+                                  (json_int_t) json_object_size(
+                                                    job->model.products)));
+
+    if (job->api != NULL) {
+        ngx_umlo_api_stats(job->api, &st);
+        json_object_set_new(job->doc, "api",
+                            json_pack("{s:I,s:I,s:I,s:I}",
+                                      "calls", (json_int_t) st.sent,
+                                      "retries", (json_int_t) st.retries,
+                                      "rate_limited",
+                                      (json_int_t) st.http_429,
+                                      "errors", (json_int_t) st.failed));
+    }
+
+    /* progress is best effort: a failed write shows at the next step */
+    (void) ngx_umlo_store_set_status(&job->store, job->doc);
+}
+
+
+/*
+ * Starts a cursor chain; body is stolen.  Its callbacks run only inside
+ * ngx_umlo_api_run(), so the caller may still fill in the context.
+ */
+
+static ngx_umlo_fetch_ctx_t *
+ngx_umlo_fetch_chain(ngx_umlo_job_t *job, const char *method, json_t *body,
+    unsigned cursor_only, ngx_umlo_api_done_pt done, json_t *found,
+    const char *fmt, ...)
+{
+    char                   path[2048];
+    va_list                args;
+    ngx_umlo_fetch_ctx_t  *ctx;
+
+    va_start(args, fmt);
+    vsnprintf(path, sizeof(path), fmt, args);
+    va_end(args);
+
+    ctx = calloc(1, sizeof(ngx_umlo_fetch_ctx_t));
+    if (ctx == NULL) {
+        json_decref(body);
+        ngx_umlo_fetch_fail(job, "start", "out of memory");
+        return NULL;
+    }
+
+    ctx->job = job;
+    ctx->method = method;
+    ctx->body = body;
+    ctx->cursor_only = cursor_only;
+    ctx->found = found;
+    ctx->path = strdup(path);
+
+    if (ctx->path == NULL || (strcmp(method, "POST") == 0 && body == NULL)
+        || ngx_umlo_fetch_submit(ctx, done, NULL) != 0)
+    {
+        ngx_umlo_fetch_ctx_free(ctx);
+        ngx_umlo_fetch_fail(job, "start", "out of memory");
+        return NULL;
+    }
+
+    return ctx;
+}
+
+
+static void
+ngx_umlo_fetch_ctx_free(ngx_umlo_fetch_ctx_t *ctx)
+{
+    json_decref(ctx->body);
+    free(ctx->path);
+    free(ctx->group);
+    free(ctx);
+}
+
+
+/* a page of the chain: the first (cursor NULL) or a following one */
+
+static int
+ngx_umlo_fetch_submit(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_done_pt done,
+    const char *cursor)
+{
+    char    path[4096], *p;
+    json_t  *body;
+
+    body = NULL;
+    p = ctx->path;
+
+    if (ctx->body != NULL) {
+        if (cursor == NULL) {
+            body = json_deep_copy(ctx->body);
+
+        } else if (ctx->cursor_only) {
+            body = json_pack("{s:s}", "cursor", cursor);
+
+        } else {
+            body = json_deep_copy(ctx->body);
+            if (body != NULL) {
+                json_object_set_new(body, "cursor", json_string(cursor));
+            }
+        }
+
+        if (body == NULL) {
+            return -1;
+        }
+
+    } else if (cursor != NULL) {
+        p = path;
+        snprintf(path, sizeof(path), "%s%scursor=", ctx->path,
+                 strchr(ctx->path, '?') ? "&" : "?");
+
+        if (ngx_umlo_fetch_escape(path + strlen(path), cursor,
+                                  sizeof(path) - strlen(path))
+            == NULL)
+        {
+            return -1;
+        }
+    }
+
+    if (ngx_umlo_api_submit(ctx->job->api, NGX_UMLO_API_ADMIN, ctx->method,
+                            p, body, done, ctx)
+        == NULL)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A page's "data" array, or NULL once the sync has been failed (the
+ * callback then frees ctx); *next is the following page's cursor.
+ */
+
+static json_t *
+ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
+    const char *what, const char **next)
+{
+    json_t          *data, *links;
+    ngx_umlo_job_t  *job;
+
+    job = ctx->job;
+    *next = NULL;
+
+    if (req->cancelled) {
+        return NULL;
+    }
+
+    if (req->error[0] != '\0') {
+        if (req->status == 401) {
+            ngx_umlo_fetch_fail(job, what, "Organization API key rejected: "
+                                "check umlo_api_key_file and its expiry "
+                                "(%s)", req->error);
+        } else {
+            ngx_umlo_fetch_fail(job, what, "%s", req->error);
+        }
+
+        ngx_umlo_api_abort(job->api, "%s", job->error);
+        return NULL;
+    }
+
+    data = json_object_get(req->json, "data");
+    links = json_object_get(req->json, "links");
+
+    if (!json_is_array(data)
+        || (links != NULL && !json_is_object(links) && !json_is_null(links)))
+    {
+        ngx_umlo_fetch_fail(job, what, "malformed answer from %s %s: no "
+                            "\"data\" array", req->method, ctx->path);
+        ngx_umlo_api_abort(job->api, "%s", job->error);
+        return NULL;
+    }
+
+    *next = json_string_value(json_object_get(links, "next"));
+
+    if (*next != NULL && **next == '\0') {
+        *next = NULL;
+    }
+
+    return data;
+}
+
+
+/* submits the next page, or ends the chain; -1 after failing the sync */
+
+static int
+ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
+    const char *next)
+{
+    if (next == NULL) {
+        ngx_umlo_fetch_ctx_free(ctx);
+        return 0;
+    }
+
+    if (ngx_umlo_fetch_submit(ctx, req->done, next) != 0) {
+        ngx_umlo_fetch_fail(ctx->job, "fetch", "out of memory");
+        ngx_umlo_api_abort(ctx->job->api, "%s", ctx->job->error);
+        ngx_umlo_fetch_ctx_free(ctx);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_umlo_fetch_workspaces(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_fetch_ctx_t  *ctx = req->data;
+
+    size_t       i;
+    json_t      *data, *ws;
+    const char  *next;
+
+    data = ngx_umlo_fetch_page(ctx, req, "workspaces", &next);
+    if (data == NULL) {
+        ngx_umlo_fetch_ctx_free(ctx);
+        return;
+    }
+
+    json_array_foreach(data, i, ws) {
+        if (ngx_umlo_model_workspace(&ctx->job->model, ws) != 0) {
+            ngx_umlo_fetch_fail(ctx->job, "workspaces", "malformed answer "
+                                "from POST %s: a workspace has no \"id\"",
+                                ctx->path);
+            ngx_umlo_api_abort(api, "%s", ctx->job->error);
+            ngx_umlo_fetch_ctx_free(ctx);
+            return;
+        }
+    }
+
+    (void) ngx_umlo_fetch_next(ctx, req, next);
+}
+
+
+/*
+ * The legacy listing's meta.total sizes the progress bar.  It is only a
+ * hint: an error here never fails the sync.
+ */
+
+static void
+ngx_umlo_fetch_total(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_fetch_ctx_t  *ctx = req->data;
+
+    json_t  *total;
+
+    if (!req->cancelled && req->error[0] == '\0') {
+        total = json_object_get(json_object_get(req->json, "meta"), "total");
+
+        if (json_is_integer(total) && json_integer_value(total) > 0) {
+            ctx->job->users_expected = json_integer_value(total);
+        }
+    }
+
+    ngx_umlo_fetch_ctx_free(ctx);
+}
+
+
+static void
+ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_fetch_ctx_t  *ctx = req->data;
+
+    char                   gid[512], dir[512];
+    size_t                 i;
+    json_t                *data, *group;
+    const char            *next, *id, *directory;
+    ngx_umlo_job_t        *job;
+    ngx_umlo_fetch_ctx_t  *gctx;
+
+    job = ctx->job;
+
+    data = ngx_umlo_fetch_page(ctx, req, "groups", &next);
+    if (data == NULL) {
+        ngx_umlo_fetch_ctx_free(ctx);
+        return;
+    }
+
+    json_array_foreach(data, i, group) {
+        id = json_string_value(json_object_get(group, "id"));
+
+        if (id == NULL || ngx_umlo_model_group(&job->model, group) != 0) {
+            ngx_umlo_fetch_fail(job, "groups", "malformed answer from POST "
+                                "%s: a group has no \"id\"", ctx->path);
+            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_ctx_free(ctx);
+            return;
+        }
+
+        directory = json_string_value(json_object_get(group, "directoryId"));
+
+        if (ngx_umlo_fetch_escape(gid, id, sizeof(gid)) == NULL
+            || ngx_umlo_fetch_escape(dir, directory ? directory : "-",
+                                     sizeof(dir))
+               == NULL
+            || (gctx = ngx_umlo_fetch_chain(job, "GET", NULL, 0,
+                                            ngx_umlo_fetch_grants, NULL,
+                                            "/admin/v2/orgs/%s/directories/"
+                                            "%s/groups/%s/role-assignments"
+                                            "?limit=100", job->org, dir,
+                                            gid))
+               == NULL
+            || (gctx->group = strdup(id)) == NULL)
+        {
+            ngx_umlo_fetch_fail(job, "groups", "group id too long or out of "
+                                "memory");
+            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_ctx_free(ctx);
+            return;
+        }
+
+        job->groups_pending++;
+        job->groups++;
+    }
+
+    if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+        ngx_umlo_fetch_group_done(job);
+    }
+}
+
+
+static void
+ngx_umlo_fetch_grants(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_fetch_ctx_t  *ctx = req->data;
+
+    size_t           i;
+    json_t          *data, *grant;
+    const char      *next;
+    ngx_umlo_job_t  *job;
+
+    job = ctx->job;
+
+    data = ngx_umlo_fetch_page(ctx, req, "group role assignments", &next);
+    if (data == NULL) {
+        ngx_umlo_fetch_ctx_free(ctx);
+        return;
+    }
+
+    json_array_foreach(data, i, grant) {
+        /* an assignment without a resource grants nothing: skip it */
+        (void) ngx_umlo_model_grant(&job->model, ctx->group, grant);
+    }
+
+    if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+        ngx_umlo_fetch_group_done(job);
+    }
+}
+
+
+/* one more group chain or grant chain ended */
+
+static void
+ngx_umlo_fetch_group_done(ngx_umlo_job_t *job)
+{
+    if (--job->groups_pending > 0) {
+        return;
+    }
+
+    job->grants_done = 1;
+
+    if (job->staged && ngx_umlo_fetch_unstage(job) != 0) {
+        ngx_umlo_api_abort(job->api, "%s", job->error);
+    }
+}
+
+
+static json_t *
+ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain)
+{
+    return json_pack("{s:i,s:[sss],s:[s],s:s}",
+                     "limit", NGX_UMLO_USERS_PAGE,
+                     "expand", "productAccess", "groups", "platformRoles",
+                     "accountStatus", chain->account_status,
+                     "claimStatus", chain->claim_status);
+}
+
+
+static void
+ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_fetch_ctx_t  *ctx = req->data;
+
+    int              rc;
+    char            *text;
+    json_t          *data;
+    const char      *next;
+    ngx_umlo_job_t  *job;
+
+    job = ctx->job;
+
+    data = ngx_umlo_fetch_page(ctx, req, "users", &next);
+    if (data == NULL) {
+        ngx_umlo_fetch_ctx_free(ctx);
+        return;
+    }
+
+    if (job->grants_done) {
+        rc = ngx_umlo_fetch_write_users(job, data);
+
+    } else {
+        /* product access needs every group's grants: park the page */
+        text = json_dumps(data, JSON_COMPACT);
+        rc = text ? ngx_umlo_store_append(&job->store,
+                                          "RPUSH " NGX_UMLO_KEY_GEN_STAGE
+                                          " %s", job->org, job->gen, text)
+                  : -1;
+        free(text);
+
+        if (rc != 0) {
+            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        }
+
+        job->staged = 1;
+    }
+
+    if (rc != 0) {
+        ngx_umlo_api_abort(api, "%s", job->error);
+        ngx_umlo_fetch_ctx_free(ctx);
+        return;
+    }
+
+    (void) ngx_umlo_fetch_next(ctx, req, next);
+}
+
+
+static void
+ngx_umlo_fetch_accounts(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_fetch_ctx_t  *ctx = req->data;
+
+    size_t           i;
+    json_t          *data, *item, *user;
+    const char      *next;
+    ngx_umlo_job_t  *job;
+
+    job = ctx->job;
+
+    data = ngx_umlo_fetch_page(ctx, req, "users", &next);
+    if (data == NULL) {
+        ngx_umlo_fetch_ctx_free(ctx);
+        return;
+    }
+
+    json_array_foreach(data, i, item) {
+        user = ngx_umlo_model_user(&job->model, item);
+        if (user == NULL) {
+            ngx_umlo_fetch_fail(job, "users", "malformed answer from POST "
+                                "%s: a user has no \"accountId\"",
+                                ctx->path);
+            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_ctx_free(ctx);
+            return;
+        }
+
+        json_object_set_new(ctx->found,
+                            json_string_value(json_object_get(user, "id")),
+                            user);
+        job->users_done++;
+    }
+
+    (void) ngx_umlo_fetch_next(ctx, req, next);
+}
+
+
+static int
+ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data)
+{
+    int          rc;
+    char        *text;
+    size_t       i;
+    json_t      *item, *user;
+    const char  *id;
+
+    json_array_foreach(data, i, item) {
+        user = ngx_umlo_model_user(&job->model, item);
+        if (user == NULL) {
+            ngx_umlo_fetch_fail(job, "users", "malformed answer from "
+                                "users/search: a user has no \"accountId\"");
+            return -1;
+        }
+
+        id = json_string_value(json_object_get(user, "id"));
+        text = json_dumps(user, JSON_COMPACT);
+
+        rc = text ? ngx_umlo_store_append(&job->store,
+                                          "HSET " NGX_UMLO_KEY_GEN_USERS
+                                          " %s %s", job->org, job->gen, id,
+                                          text)
+                  : -1;
+        free(text);
+        json_decref(user);
+
+        if (rc != 0) {
+            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error[0]
+                                ? job->store.error : "out of memory");
+            return -1;
+        }
+
+        job->users_done++;
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_umlo_fetch_unstage(ngx_umlo_job_t *job)
+{
+    int          rc;
+    json_t      *data;
+    redisReply  *r;
+
+    job->staged = 0;
+
+    for ( ;; ) {
+        r = ngx_umlo_store_command(&job->store,
+                                   "LPOP " NGX_UMLO_KEY_GEN_STAGE,
+                                   job->org, job->gen);
+        if (r == NULL) {
+            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+            return -1;
+        }
+
+        if (r->type != REDIS_REPLY_STRING) {
+            freeReplyObject(r);
+            return 0;
+        }
+
+        data = json_loadb(r->str, r->len, 0, NULL);
+        freeReplyObject(r);
+
+        if (data == NULL) {
+            ngx_umlo_fetch_fail(job, "redis", "a staged users page could "
+                                "not be read back");
+            return -1;
+        }
+
+        rc = ngx_umlo_fetch_write_users(job, data);
+        json_decref(data);
+
+        if (rc != 0) {
+            return -1;
+        }
+    }
+}
+
+
+static int
+ngx_umlo_fetch_write_hash(ngx_umlo_job_t *job, const char *fmt,
+    json_t *docs)
+{
+    int          rc;
+    char        *text;
+    json_t      *doc;
+    const char  *id;
+
+    json_object_foreach(docs, id, doc) {
+        text = json_dumps(doc, JSON_COMPACT);
+        if (text == NULL) {
+            ngx_umlo_fetch_fail(job, "write", "out of memory");
+            return -1;
+        }
+
+        /* fmt is one of the generation hash keys, e.g. "HSET <key>" */
+        rc = ngx_umlo_store_append(&job->store, fmt, job->org, job->gen, id,
+                                   text);
+        free(text);
+
+        if (rc != 0) {
+            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+            return -1;
+        }
+    }
+
+    if (ngx_umlo_store_flush(&job->store) != 0) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/* records the first failure only: later ones are its consequences */
+
+static void
+ngx_umlo_fetch_fail(ngx_umlo_job_t *job, const char *where,
+    const char *fmt, ...)
+{
+    va_list  args;
+
+    if (job->error[0] != '\0') {
+        return;
+    }
+
+    snprintf(job->where, sizeof(job->where), "%s", where);
+
+    va_start(args, fmt);
+    vsnprintf(job->error, sizeof(job->error), fmt, args);
+    va_end(args);
+}
+
+
+static char *
+ngx_umlo_fetch_escape(char *dst, const char *src, size_t size)
+{
+    static const char  hex[] = "0123456789ABCDEF";
+
+    char           *p, *last;
+    unsigned char   c;
+
+    p = dst;
+    last = dst + size - 1;
+
+    for ( /* void */ ; *src; src++) {
+        c = (unsigned char) *src;
+
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.'
+            || c == '~')
+        {
+            if (p == last) {
+                return NULL;
+            }
+
+            *p++ = c;
+            continue;
+        }
+
+        if (last - p < 3) {
+            return NULL;
+        }
+
+        *p++ = '%';
+        *p++ = hex[c >> 4];
+        *p++ = hex[c & 0xf];
+    }
+
+    *p = '\0';
+
+    return dst;
+}
+
+
+static long long
+ngx_umlo_fetch_now(void)
+{
+    struct timeval  tv;
+
+    gettimeofday(&tv, NULL);
+
+    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+
+static void
+ngx_umlo_fetch_iso(char *buf, size_t size, long long ms)
+{
+    time_t     t;
+    struct tm  tm;
+
+    t = (time_t) (ms / 1000);
+    gmtime_r(&t, &tm);
+    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
