@@ -21,7 +21,7 @@ WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps test demo asan clean
+.PHONY: all deps check-deps test demo asan bench clean
 
 all: $(MODULE)
 
@@ -81,6 +81,9 @@ test: check-deps $(MODULE)
 
 demo: $(MODULE)
 	@bash demo/run
+
+bench: check-deps $(MODULE)
+	python3 bench/sync_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -594,6 +594,15 @@ ngx_umlo_fetch_tick(void *data)
 
     now = ngx_umlo_fetch_now();
 
+    /*
+     * A fast shutdown (SIGTERM) never runs the worker's timers again, and
+     * its thread pool waits for this task: notice it here.
+     */
+    if (ngx_quit || ngx_terminate || ngx_exiting) {
+        job->cancel = 1;
+        return;
+    }
+
     if (now - job->renewed_ms >= job->lease_ms / 3) {
         rc = ngx_umlo_store_renew(&job->store, job->token, job->lease_ms);
 
@@ -649,19 +658,21 @@ ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
     eta = -1;
 
     if (job->users_expected > 0) {
-        percent = job->users_done * 100 / job->users_expected;
+        percent = job->users_fetched * 100 / job->users_expected;
         percent = percent > 99 ? 99 : percent;
 
-        if (job->users_done > 0 && job->users_done < job->users_expected) {
+        if (job->users_fetched > 0
+            && job->users_fetched < job->users_expected)
+        {
             eta = (now - job->started_ms)
-                  * (job->users_expected - job->users_done)
-                  / job->users_done / 1000;
+                  * (job->users_expected - job->users_fetched)
+                  / job->users_fetched / 1000;
         }
     }
 
     json_object_set_new(job->doc, "progress",
                         json_pack("{s:I,s:o,s:I,s:o}",
-                                  "done", (json_int_t) job->users_done,
+                                  "done", (json_int_t) job->users_fetched,
                                   "expected", job->users_expected
                                   ? json_integer(job->users_expected)
                                   : json_null(),
@@ -671,7 +682,7 @@ ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
 
     json_object_set_new(job->doc, "counts",
                         json_pack("{s:I,s:I,s:I}",
-                                  "users", (json_int_t) job->users_done,
+                                  "users", (json_int_t) job->users_fetched,
                                   "groups",
                                   (json_int_t) json_object_size(
                                                     job->model.groups),
@@ -1071,6 +1082,8 @@ ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
         ngx_umlo_fetch_ctx_free(ctx);
         return;
     }
+
+    job->users_fetched += json_array_size(data);
 
     if (job->grants_done) {
         rc = ngx_umlo_fetch_write_users(job, data);

@@ -55,7 +55,8 @@ struct ngx_umlo_job_s {
     unsigned                 grants_done:1;
     unsigned                 staged:1;
     unsigned                 cancel_seen:1;
-    uint64_t                 users_done;
+    uint64_t                 users_fetched;   /* progress: users read */
+    uint64_t                 users_done;      /* users written */
     uint64_t                 users_expected;
     uint64_t                 groups;
     uint64_t                 api_calls_base;
