@@ -657,6 +657,11 @@ ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
     percent = 0;
     eta = -1;
 
+    /* the legacy total also counts accounts v2 does not list: a hint */
+    if (job->users_expected && job->users_fetched > job->users_expected) {
+        job->users_expected = job->users_fetched;
+    }
+
     if (job->users_expected > 0) {
         percent = job->users_fetched * 100 / job->users_expected;
         percent = percent > 99 ? 99 : percent;

@@ -32,7 +32,8 @@ static const char  ngx_umlo_store_release_lua[] =
 #define NGX_UMLO_STORE_DROP_LUA                                             \
     "local function drop(z, upto)"                                          \
     " for _, g in ipairs(redis.call('ZRANGEBYSCORE', z, '-inf', upto)) do"  \
-    "  for _, s in ipairs({'users', 'sites', 'groups', 'meta', 'stage'}) do"         \
+    "  for _, s in ipairs({'users', 'sites', 'groups', 'meta',"           \
+    "                      'stage'}) do"                                    \
     "   redis.call('UNLINK', ARGV[1] .. g .. ':' .. s) end"                 \
     "  redis.call('ZREM', z, g) end end "
 

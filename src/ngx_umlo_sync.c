@@ -40,7 +40,7 @@ static const char  ngx_umlo_sync_release_lua[] =
 
 static void ngx_umlo_sync_body(ngx_http_request_t *r);
 static ngx_int_t ngx_umlo_sync_parse(ngx_http_request_t *r,
-    ngx_umlo_job_t *job);
+    ngx_umlo_job_t *job, ngx_int_t *rc);
 static ngx_umlo_job_t *ngx_umlo_sync_job(ngx_http_request_t *r,
     ngx_umlo_main_conf_t *umcf);
 static void ngx_umlo_sync_free(ngx_umlo_job_t *job);
@@ -109,8 +109,7 @@ ngx_umlo_sync_body(ngx_http_request_t *r)
         return;
     }
 
-    rc = ngx_umlo_sync_parse(r, job);
-    if (rc != NGX_OK) {
+    if (ngx_umlo_sync_parse(r, job, &rc) != NGX_OK) {
         ngx_umlo_sync_free(job);
         ngx_http_finalize_request(r, rc);
         return;
@@ -150,13 +149,19 @@ ngx_umlo_sync_body(ngx_http_request_t *r)
 }
 
 
+/* sends a 4xx error, keeps its result for the caller, returns NGX_ERROR */
+#define ngx_umlo_sync_bad(r, rc, ...)                                        \
+    ((*(rc) = ngx_umlo_send_error(r, __VA_ARGS__)), NGX_ERROR)
+
+
 /*
  * The body is empty (full sync), {"scope": "full"}, or
  * {"users": ["<accountId>", ...]} for a selective sync.
  */
 
 static ngx_int_t
-ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
+ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
+    ngx_int_t *rc)
 {
     u_char                *p;
     size_t                 i, len, n;
@@ -173,10 +178,10 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
     }
 
     if (r->request_body->temp_file) {
-        return ngx_umlo_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                   "body_too_large",
-                                   "the request body is larger than "
-                                   "client_body_buffer_size");
+        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                                 "body_too_large",
+                                 "the request body is larger than "
+                                 "client_body_buffer_size");
     }
 
     b = r->request_body->bufs->buf;
@@ -194,17 +199,17 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
 
     body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &err);
     if (body == NULL) {
-        return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                   "the body is not valid JSON: %s at "
-                                   "character %d", err.text, err.position);
+        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_json",
+                                 "the body is not valid JSON: %s at "
+                                 "character %d", err.text, err.position);
     }
 
     if (!json_is_object(body)) {
         json_decref(body);
-        return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST, "invalid_body",
-                                   "the body must be a JSON object such as "
-                                   "{\"scope\":\"full\"} or "
-                                   "{\"users\":[\"<accountId>\"]}");
+        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_body",
+                                 "the body must be a JSON object such as "
+                                 "{\"scope\":\"full\"} or "
+                                 "{\"users\":[\"<accountId>\"]}");
     }
 
     users = NULL;
@@ -216,11 +221,11 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
                 || ngx_strcmp(json_string_value(value), "full") != 0)
             {
                 json_decref(body);
-                return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                           "invalid_scope",
-                                           "\"scope\" must be \"full\"; "
-                                           "for chosen users send "
-                                           "\"users\" instead");
+                return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_scope",
+                                         "\"scope\" must be \"full\"; "
+                                         "for chosen users send "
+                                         "\"users\" instead");
             }
 
             continue;
@@ -232,16 +237,16 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
         }
 
         json_decref(body);
-        return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST, "unknown_field",
-                                   "unknown field \"%s\": a sync takes "
-                                   "\"scope\" or \"users\"", key);
+        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "unknown_field",
+                                 "unknown field \"%s\": a sync takes "
+                                 "\"scope\" or \"users\"", key);
     }
 
     if (users != NULL && json_object_get(body, "scope") != NULL) {
         json_decref(body);
-        return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST, "invalid_body",
-                                   "\"scope\" and \"users\" exclude each "
-                                   "other");
+        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_body",
+                                 "\"scope\" and \"users\" exclude each "
+                                 "other");
     }
 
     if (users == NULL) {
@@ -253,16 +258,17 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
 
     if (!json_is_array(users) || n == 0 || n > umcf->selective_max) {
         json_decref(body);
-        return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST, "invalid_users",
-                                   "\"users\" must be an array of 1 to %ui "
-                                   "account ids (umlo_sync_selective_max)",
-                                   umcf->selective_max);
+        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_users",
+                                 "\"users\" must be an array of 1 to %ui "
+                                 "account ids (umlo_sync_selective_max)",
+                                 umcf->selective_max);
     }
 
     job->users = json_array();
     if (job->users == NULL) {
         json_decref(body);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     json_array_foreach(users, i, value) {
@@ -275,10 +281,10 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job)
                != len)
         {
             json_decref(body);
-            return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
-                                       "invalid_users",
-                                       "\"users\"[%uz] is not an account "
-                                       "id", i);
+            return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_users",
+                                     "\"users\"[%uz] is not an account "
+                                     "id", i);
         }
 
         json_array_append(job->users, value);
@@ -563,11 +569,15 @@ ngx_umlo_sync_release(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf)
 
     json_object_set_new(job->doc, "state",
                         json_string(job->state ? job->state : "failed"));
-    if (job->state == NULL) {
+    if (job->state == NULL || job->error[0] != '\0') {
         json_object_set_new(job->doc, "error",
-                            json_pack("{s:s,s:s}", "where", "start",
-                                      "message", "the sync could not be "
-                                      "started"));
+                            json_pack("{s:s,s:s}",
+                                      "where", job->where[0] ? job->where
+                                                             : "start",
+                                      "message", job->error[0]
+                                                 ? job->error
+                                                 : "the sync could not be "
+                                                   "started"));
     }
 
     doc = json_dumps(job->doc, JSON_COMPACT);
