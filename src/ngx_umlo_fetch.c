@@ -31,6 +31,9 @@
 #define NGX_UMLO_ACCOUNTS_REQ   10      /* accountIds per users/search */
 #define NGX_UMLO_MAX_RESPONSE   (64 * 1024 * 1024)
 
+/* 10 million users at 100 a page: a chain longer than this never ends */
+#define NGX_UMLO_MAX_PAGES      100000
+
 
 typedef struct {
     const char  *account_status;
@@ -47,6 +50,8 @@ typedef struct {
     unsigned         cursor_only;  /* later pages: {"cursor"} alone */
     json_t          *found;        /* selective: account id -> user */
     char            *group;        /* grants: the group's id */
+    char            *cursor;       /* of the page last asked for */
+    unsigned         pages;
 } ngx_umlo_fetch_ctx_t;
 
 
@@ -86,6 +91,7 @@ static void ngx_umlo_fetch_groups(ngx_umlo_api_t *api,
 static void ngx_umlo_fetch_grants(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static void ngx_umlo_fetch_group_done(ngx_umlo_job_t *job);
+static void ngx_umlo_fetch_pump(ngx_umlo_job_t *job);
 static json_t *ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain);
 static void ngx_umlo_fetch_users(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
@@ -190,6 +196,13 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
     }
 
     job->groups_pending = 1;
+    job->users_active = sizeof(ngx_umlo_chains) / sizeof(ngx_umlo_chains[0]);
+
+    job->grant_queue = json_array();
+    if (job->grant_queue == NULL) {
+        ngx_umlo_fetch_fail(job, "start", "out of memory");
+        return -1;
+    }
 
     if (ngx_umlo_fetch_chain(job, "POST", json_pack("{s:i}", "limit", 1000),
                              1, ngx_umlo_fetch_workspaces, NULL,
@@ -529,6 +542,8 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
     }
 
     ngx_umlo_model_free(&job->model);
+    json_decref(job->grant_queue);
+    job->grant_queue = NULL;
 
     json_object_set_new(job->doc, "state", json_string(state));
     json_object_set_new(job->doc, "phase", json_null());
@@ -761,6 +776,7 @@ ngx_umlo_fetch_ctx_free(ngx_umlo_fetch_ctx_t *ctx)
     json_decref(ctx->body);
     free(ctx->path);
     free(ctx->group);
+    free(ctx->cursor);
     free(ctx);
 }
 
@@ -884,7 +900,26 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
         return 0;
     }
 
-    if (ngx_umlo_fetch_submit(ctx, req->done, next) != 0) {
+    /* a listing that hands back the same cursor would never end */
+    if ((ctx->cursor != NULL && strcmp(ctx->cursor, next) == 0)
+        || ++ctx->pages >= NGX_UMLO_MAX_PAGES)
+    {
+        ngx_umlo_fetch_fail(ctx->job, "fetch", "the listing %s %s does not "
+                            "end: its cursor %s", ctx->method, ctx->path,
+                            ctx->pages >= NGX_UMLO_MAX_PAGES
+                            ? "went on past the page limit"
+                            : "repeated itself");
+        ngx_umlo_api_abort(ctx->job->api, "%s", ctx->job->error);
+        ngx_umlo_fetch_ctx_free(ctx);
+        return -1;
+    }
+
+    free(ctx->cursor);
+    ctx->cursor = strdup(next);
+
+    if (ctx->cursor == NULL
+        || ngx_umlo_fetch_submit(ctx, req->done, next) != 0)
+    {
         ngx_umlo_fetch_fail(ctx->job, "fetch", "out of memory");
         ngx_umlo_api_abort(ctx->job->api, "%s", ctx->job->error);
         ngx_umlo_fetch_ctx_free(ctx);
@@ -954,12 +989,10 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 {
     ngx_umlo_fetch_ctx_t  *ctx = req->data;
 
-    char                   gid[512], dir[512];
-    size_t                 i;
-    json_t                *data, *group;
-    const char            *next, *id, *directory;
-    ngx_umlo_job_t        *job;
-    ngx_umlo_fetch_ctx_t  *gctx;
+    size_t           i;
+    json_t          *data, *group;
+    const char      *next, *id, *directory;
+    ngx_umlo_job_t  *job;
 
     job = ctx->job;
 
@@ -982,21 +1015,12 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
         directory = json_string_value(json_object_get(group, "directoryId"));
 
-        if (ngx_umlo_fetch_escape(gid, id, sizeof(gid)) == NULL
-            || ngx_umlo_fetch_escape(dir, directory ? directory : "-",
-                                     sizeof(dir))
-               == NULL
-            || (gctx = ngx_umlo_fetch_chain(job, "GET", NULL, 0,
-                                            ngx_umlo_fetch_grants, NULL,
-                                            "/admin/v2/orgs/%s/directories/"
-                                            "%s/groups/%s/role-assignments"
-                                            "?limit=100", job->org, dir,
-                                            gid))
-               == NULL
-            || (gctx->group = strdup(id)) == NULL)
+        if (json_array_append_new(job->grant_queue,
+                                  json_pack("[ss]", id,
+                                            directory ? directory : "-"))
+            != 0)
         {
-            ngx_umlo_fetch_fail(job, "groups", "group id too long or out of "
-                                "memory");
+            ngx_umlo_fetch_fail(job, "groups", "out of memory");
             ngx_umlo_api_abort(api, "%s", job->error);
             ngx_umlo_fetch_ctx_free(ctx);
             return;
@@ -1005,6 +1029,8 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
         job->groups_pending++;
         job->groups++;
     }
+
+    ngx_umlo_fetch_pump(job);
 
     if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
         ngx_umlo_fetch_group_done(job);
@@ -1036,7 +1062,60 @@ ngx_umlo_fetch_grants(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
     }
 
     if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+        job->grants_active--;
         ngx_umlo_fetch_group_done(job);
+        ngx_umlo_fetch_pump(job);
+    }
+}
+
+
+/*
+ * Starts queued grant lookups, leaving a request slot to every users
+ * chain still walking: the chains are the sync's critical path, and a
+ * flood of grant lookups ahead of them in the client's queue would stall
+ * them.
+ */
+
+static void
+ngx_umlo_fetch_pump(ngx_umlo_job_t *job)
+{
+    char                   gid[512], dir[512];
+    json_t                *item;
+    unsigned               limit;
+    const char            *id;
+    ngx_umlo_fetch_ctx_t  *gctx;
+
+    limit = job->concurrency > job->users_active
+            ? job->concurrency - job->users_active : 1;
+
+    while (job->grants_active < limit
+           && job->grant_next < json_array_size(job->grant_queue))
+    {
+        item = json_array_get(job->grant_queue, job->grant_next++);
+        id = json_string_value(json_array_get(item, 0));
+
+        if (ngx_umlo_fetch_escape(gid, id, sizeof(gid)) == NULL
+            || ngx_umlo_fetch_escape(dir,
+                                     json_string_value(json_array_get(item,
+                                                                      1)),
+                                     sizeof(dir))
+               == NULL
+            || (gctx = ngx_umlo_fetch_chain(job, "GET", NULL, 0,
+                                            ngx_umlo_fetch_grants, NULL,
+                                            "/admin/v2/orgs/%s/directories/"
+                                            "%s/groups/%s/role-assignments"
+                                            "?limit=100", job->org, dir,
+                                            gid))
+               == NULL
+            || (gctx->group = strdup(id)) == NULL)
+        {
+            ngx_umlo_fetch_fail(job, "groups", "group id too long or out of "
+                                "memory");
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+            return;
+        }
+
+        job->grants_active++;
     }
 }
 
@@ -1115,7 +1194,10 @@ ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
         return;
     }
 
-    (void) ngx_umlo_fetch_next(ctx, req, next);
+    if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+        job->users_active--;
+        ngx_umlo_fetch_pump(job);
+    }
 }
 
 

@@ -52,6 +52,10 @@ struct ngx_umlo_job_s {
     long long                renewed_ms;
     long long                reported_ms;
     unsigned                 groups_pending;  /* chains and grant lookups */
+    json_t                  *grant_queue;     /* [group id, directory] */
+    size_t                   grant_next;      /* first not yet started */
+    unsigned                 grants_active;   /* grant chains in flight */
+    unsigned                 users_active;    /* users chains walking */
     unsigned                 grants_done:1;
     unsigned                 staged:1;
     unsigned                 cancel_seen:1;

@@ -943,7 +943,10 @@ sub reload_nginx {
     my $ok = wait_for(sub {
         if ($self->error_log($mark) =~ /^(.*\[emerg\].*)$/m) { $err = $1; return 1 }
         my (undef, @w) = $self->nginx_pids($inst->{name});
-        return (grep { !$old{$_} } @w) >= _worker_count($inst->{workers});
+        # done once the new set runs and no old worker still looks like
+        # a live one (its title changes when it starts shutting down)
+        return (grep { !$old{$_} } @w) >= _worker_count($inst->{workers})
+            && !grep { $old{$_} } @w;
     }, timeout => $timeout, quiet => 1);
     $err //= "no new workers after ${timeout}s" unless $ok;
     return 1 unless defined $err;
