@@ -66,13 +66,14 @@ $(BUILD)/asan/nginx/.configured: config
 	@$(MAKE) --no-print-directory check-deps
 	$(call ngx_configure,$(BUILD)/asan,$(ASAN_CC),$(ASAN_LD))
 
+# a new file, renamed into place: a running nginx keeps its mapping intact
 $(MODULE): $(BUILD)/rel/nginx/.configured $(SRC_FILES)
 	$(MAKE) -C $(BUILD)/rel/nginx -f objs/Makefile modules
-	cp $(BUILD)/rel/nginx/objs/ngx_umlo_module.so $@
+	cp $(BUILD)/rel/nginx/objs/ngx_umlo_module.so $@.tmp && mv -f $@.tmp $@
 
 $(ASAN_SO): $(BUILD)/asan/nginx/.configured $(SRC_FILES)
 	$(MAKE) -C $(BUILD)/asan/nginx -f objs/Makefile modules
-	cp $(BUILD)/asan/nginx/objs/ngx_umlo_module.so $@
+	cp $(BUILD)/asan/nginx/objs/ngx_umlo_module.so $@.tmp && mv -f $@.tmp $@
 
 asan: $(ASAN_SO)
 

@@ -43,7 +43,8 @@
 #define NGX_UMLO_API_RESET_SLACK       100
 
 /* the error string shows at most this much of a path */
-#define NGX_UMLO_API_PATH_SHOWN        120
+#define NGX_UMLO_API_PATH_SHOWN        240
+#define NGX_UMLO_API_PATH_HEAD         80
 
 
 typedef struct {
@@ -1428,8 +1429,15 @@ ngx_umlo_api_prefix(ngx_umlo_api_req_t *req, char *p, char *last)
 
     /* no query string: it only adds an opaque cursor */
     n = strcspn(req->path, "?");
+
+    /* the end of a long path names the endpoint: elide the middle */
     if (n > NGX_UMLO_API_PATH_SHOWN) {
-        n = NGX_UMLO_API_PATH_SHOWN;
+        return ngx_umlo_api_cat(p, last, "%s %.*s...%.*s: ", req->method,
+                                NGX_UMLO_API_PATH_HEAD, req->path,
+                                NGX_UMLO_API_PATH_SHOWN
+                                - NGX_UMLO_API_PATH_HEAD,
+                                req->path + n - (NGX_UMLO_API_PATH_SHOWN
+                                                 - NGX_UMLO_API_PATH_HEAD));
     }
 
     return ngx_umlo_api_cat(p, last, "%s %.*s: ", req->method, (int) n,

@@ -56,7 +56,7 @@
 #define NGX_UMLO_API_ACTIVITY     1
 #define NGX_UMLO_API_NCLASSES     2
 
-#define NGX_UMLO_API_ERRLEN       256
+#define NGX_UMLO_API_ERRLEN       512
 
 
 typedef struct ngx_umlo_api_s      ngx_umlo_api_t;

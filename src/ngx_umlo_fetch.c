@@ -90,7 +90,7 @@ static void ngx_umlo_fetch_groups(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static void ngx_umlo_fetch_grants(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
-static void ngx_umlo_fetch_group_done(ngx_umlo_job_t *job);
+static void ngx_umlo_fetch_prereq_done(ngx_umlo_job_t *job);
 static void ngx_umlo_fetch_pump(ngx_umlo_job_t *job);
 static json_t *ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain);
 static void ngx_umlo_fetch_users(ngx_umlo_api_t *api,
@@ -195,7 +195,8 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
         return -1;
     }
 
-    job->groups_pending = 1;
+    /* the workspaces and the groups chains; each group adds its grants */
+    job->prereq_pending = 2;
     job->users_active = sizeof(ngx_umlo_chains) / sizeof(ngx_umlo_chains[0]);
 
     job->grant_queue = json_array();
@@ -249,9 +250,10 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
         return -1;
     }
 
-    if (!job->grants_done) {
-        ngx_umlo_fetch_fail(job, "groups", "the groups listing ended "
-                            "before every group's grants were read");
+    if (!job->prereq_done) {
+        ngx_umlo_fetch_fail(job, "groups", "the workspaces or groups "
+                            "listings ended before every group's grants "
+                            "were read");
         return -1;
     }
 
@@ -296,6 +298,8 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
         return -1;
     }
 
+    ngx_umlo_fetch_report(job, "swap");
+
     ngx_umlo_fetch_iso(asof, sizeof(asof), ngx_umlo_fetch_now());
 
     json_object_set_new(job->doc, "counts",
@@ -318,8 +322,6 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
         ngx_umlo_fetch_fail(job, "write", "out of memory");
         return -1;
     }
-
-    ngx_umlo_fetch_report(job, "swap");
 
     job->users_done = n;
 
@@ -585,11 +587,9 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
                                : json_null());
 
     /* the lock goes last: no new sync may start before the record is in */
-    if (ngx_umlo_store_set_status(&job->store, job->doc) != 0
-        || (summary != NULL
-            && ngx_umlo_store_history(&job->store, summary, job->history)
-               != 0)
-        || ngx_umlo_store_release(&job->store, job->token) != 0)
+    if ((summary != NULL
+         && ngx_umlo_store_history(&job->store, summary, job->history) != 0)
+        || ngx_umlo_store_release(&job->store, job->token, job->doc) < 0)
     {
         job->store_failed = 1;
     }
@@ -722,7 +722,7 @@ ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
     }
 
     /* progress is best effort: a failed write shows at the next step */
-    (void) ngx_umlo_store_set_status(&job->store, job->doc);
+    (void) ngx_umlo_store_set_status(&job->store, job->token, job->doc);
 }
 
 
@@ -935,9 +935,12 @@ ngx_umlo_fetch_workspaces(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 {
     ngx_umlo_fetch_ctx_t  *ctx = req->data;
 
-    size_t       i;
-    json_t      *data, *ws;
-    const char  *next;
+    size_t           i;
+    json_t          *data, *ws;
+    const char      *next;
+    ngx_umlo_job_t  *job;
+
+    job = ctx->job;
 
     data = ngx_umlo_fetch_page(ctx, req, "workspaces", &next);
     if (data == NULL) {
@@ -946,17 +949,20 @@ ngx_umlo_fetch_workspaces(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
     }
 
     json_array_foreach(data, i, ws) {
-        if (ngx_umlo_model_workspace(&ctx->job->model, ws) != 0) {
-            ngx_umlo_fetch_fail(ctx->job, "workspaces", "malformed answer "
+        if (ngx_umlo_model_workspace(&job->model, ws) != 0) {
+            ngx_umlo_fetch_fail(job, "workspaces", "malformed answer "
                                 "from POST %s: a workspace has no \"id\"",
                                 ctx->path);
-            ngx_umlo_api_abort(api, "%s", ctx->job->error);
+            ngx_umlo_api_abort(api, "%s", job->error);
             ngx_umlo_fetch_ctx_free(ctx);
             return;
         }
     }
 
-    (void) ngx_umlo_fetch_next(ctx, req, next);
+    /* users name product instances: they wait for the whole listing */
+    if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+        ngx_umlo_fetch_prereq_done(job);
+    }
 }
 
 
@@ -1026,14 +1032,14 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
             return;
         }
 
-        job->groups_pending++;
+        job->prereq_pending++;
         job->groups++;
     }
 
     ngx_umlo_fetch_pump(job);
 
     if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
-        ngx_umlo_fetch_group_done(job);
+        ngx_umlo_fetch_prereq_done(job);
     }
 }
 
@@ -1063,7 +1069,7 @@ ngx_umlo_fetch_grants(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
         job->grants_active--;
-        ngx_umlo_fetch_group_done(job);
+        ngx_umlo_fetch_prereq_done(job);
         ngx_umlo_fetch_pump(job);
     }
 }
@@ -1120,16 +1126,16 @@ ngx_umlo_fetch_pump(ngx_umlo_job_t *job)
 }
 
 
-/* one more group chain or grant chain ended */
+/* the workspaces, the groups chain or one group's grants are complete */
 
 static void
-ngx_umlo_fetch_group_done(ngx_umlo_job_t *job)
+ngx_umlo_fetch_prereq_done(ngx_umlo_job_t *job)
 {
-    if (--job->groups_pending > 0) {
+    if (--job->prereq_pending > 0) {
         return;
     }
 
-    job->grants_done = 1;
+    job->prereq_done = 1;
 
     if (job->staged && ngx_umlo_fetch_unstage(job) != 0) {
         ngx_umlo_api_abort(job->api, "%s", job->error);
@@ -1169,7 +1175,7 @@ ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     job->users_fetched += json_array_size(data);
 
-    if (job->grants_done) {
+    if (job->prereq_done) {
         rc = ngx_umlo_fetch_write_users(job, data);
 
     } else {

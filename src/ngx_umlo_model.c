@@ -12,6 +12,7 @@
 
 
 static const char *ngx_umlo_model_group_id(const char *id);
+static int ngx_umlo_model_has(json_t *array, const char *s);
 static const char *ngx_umlo_model_str(json_t *obj, const char *key);
 static json_t *ngx_umlo_model_opt(json_t *obj, const char *key);
 static json_t *ngx_umlo_model_host(const char *url);
@@ -153,7 +154,7 @@ ngx_umlo_model_user(ngx_umlo_model_t *m, json_t *user)
     size_t       i, j, k;
     json_t      *out, *groups, *access, *list, *sites, *item, *group, *grant;
     json_t      *role, *entry, *ugroups;
-    const char  *id, *avatar, *last, *ts, *gid;
+    const char  *id, *avatar, *last, *ts, *gid, *ari;
 
     id = ngx_umlo_model_str(user, "accountId");
     if (id == NULL) {
@@ -215,9 +216,15 @@ ngx_umlo_model_user(ngx_umlo_model_t *m, json_t *user)
         group = json_object_get(m->groups, gid);
 
         json_array_foreach(json_object_get(group, "grants"), j, grant) {
-            entry = ngx_umlo_model_access(m, access,
-                        json_string_value(json_object_get(grant,
-                                                          "resource_id")));
+            ari = json_string_value(json_object_get(grant, "resource_id"));
+
+            /* org and site admin roles are platform_roles, not products */
+            if (ari == NULL || strncmp(ari, "ari:cloud:platform::", 20) == 0)
+            {
+                continue;
+            }
+
+            entry = ngx_umlo_model_access(m, access, ari);
             if (entry == NULL) {
                 continue;
             }
@@ -227,7 +234,11 @@ ngx_umlo_model_user(ngx_umlo_model_t *m, json_t *user)
                     continue;
                 }
 
-                json_array_append(json_object_get(entry, "roles"), role);
+                if (!ngx_umlo_model_has(json_object_get(entry, "roles"),
+                                        json_string_value(role)))
+                {
+                    json_array_append(json_object_get(entry, "roles"), role);
+                }
 
                 if (ngx_umlo_model_billable(json_string_value(role))) {
                     json_object_set_new(entry, "billable", json_true());
@@ -259,8 +270,6 @@ ngx_umlo_model_user(ngx_umlo_model_t *m, json_t *user)
     /* one array of access entries, each naming its site */
     list = json_array();
     {
-        const char  *ari;
-
         json_object_foreach(access, ari, entry) {
             json_array_append(list, entry);
             json_object_set_new(sites,
@@ -410,6 +419,22 @@ ngx_umlo_model_group_id(const char *id)
     p = strstr(id, "::group/");
 
     return p ? p + sizeof("::group/") - 1 : id;
+}
+
+
+static int
+ngx_umlo_model_has(json_t *array, const char *s)
+{
+    size_t   i;
+    json_t  *v;
+
+    json_array_foreach(array, i, v) {
+        if (json_is_string(v) && strcmp(json_string_value(v), s) == 0) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

@@ -32,13 +32,14 @@ ngx_umlo_status_handler(ngx_http_request_t *r)
     ngx_int_t              rc;
     ngx_umlo_main_conf_t  *umcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_umlo_send_not_allowed(r, "GET, HEAD");
-    }
-
+    /* first, so that a refused body is never read as the next request */
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_umlo_send_not_allowed(r, "GET, HEAD");
     }
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);

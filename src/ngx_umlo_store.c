@@ -24,8 +24,18 @@ static const char  ngx_umlo_store_renew_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then"
     " return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0";
 
+/*
+ * The status document is written only by the lock's holder: a sync that
+ * lost its lock must not overwrite the one that took over.
+ */
+static const char  ngx_umlo_store_status_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then"
+    " redis.call('SET', KEYS[2], ARGV[2]) return 1 end return 0";
+
+/* the last status document and the release, in one step */
 static const char  ngx_umlo_store_release_lua[] =
     "if redis.call('GET', KEYS[1]) == ARGV[1] then"
+    " redis.call('SET', KEYS[2], ARGV[2])"
     " return redis.call('DEL', KEYS[1]) end return 0";
 
 /* drops the generations listed in a zset, up to a score */
@@ -44,7 +54,9 @@ static const char  ngx_umlo_store_swap_lua[] =
     " redis.call('HSET', KEYS[2], 'gen', ARGV[3], 'json', ARGV[4])"
     " redis.call('ZREM', KEYS[4], ARGV[3])"
     " if old and old ~= ARGV[3] then"
-    "  redis.call('ZADD', KEYS[3], ARGV[5] + ARGV[6], old) end"
+    "  redis.call('ZADD', KEYS[3], ARGV[5] + ARGV[6], old)"
+    "  for _, s in ipairs({'users', 'sites', 'groups', 'meta'}) do"
+    "   redis.call('PEXPIRE', ARGV[1] .. old .. ':' .. s, ARGV[6]) end end"
     " drop(KEYS[3], ARGV[5])"
     " return 1";
 
@@ -58,6 +70,8 @@ static const char  ngx_umlo_store_begin_lua[] =
 
 static int ngx_umlo_store_check(ngx_umlo_store_t *st, redisReply *r,
     const char *what);
+static int ngx_umlo_store_status(ngx_umlo_store_t *st, const char *script,
+    const char *token, json_t *doc);
 static long long ngx_umlo_store_now_ms(void);
 
 
@@ -251,19 +265,9 @@ ngx_umlo_store_renew(ngx_umlo_store_t *st, const char *token,
 
 
 int
-ngx_umlo_store_release(ngx_umlo_store_t *st, const char *token)
+ngx_umlo_store_release(ngx_umlo_store_t *st, const char *token, json_t *doc)
 {
-    redisReply  *r;
-
-    r = ngx_umlo_store_command(st, "EVAL %s 1 " NGX_UMLO_KEY_LOCK " %s",
-                               ngx_umlo_store_release_lua, st->org, token);
-    if (r == NULL) {
-        return -1;
-    }
-
-    freeReplyObject(r);
-
-    return 0;
+    return ngx_umlo_store_status(st, ngx_umlo_store_release_lua, token, doc);
 }
 
 
@@ -286,10 +290,20 @@ ngx_umlo_store_cancelled(ngx_umlo_store_t *st, const char *id)
 
 
 int
-ngx_umlo_store_set_status(ngx_umlo_store_t *st, json_t *doc)
+ngx_umlo_store_set_status(ngx_umlo_store_t *st, const char *token,
+    json_t *doc)
 {
-    int    rc;
-    char  *text;
+    return ngx_umlo_store_status(st, ngx_umlo_store_status_lua, token, doc);
+}
+
+
+static int
+ngx_umlo_store_status(ngx_umlo_store_t *st, const char *script,
+    const char *token, json_t *doc)
+{
+    int          rc;
+    char        *text;
+    redisReply  *r;
 
     text = json_dumps(doc, JSON_COMPACT);
     if (text == NULL) {
@@ -297,15 +311,19 @@ ngx_umlo_store_set_status(ngx_umlo_store_t *st, json_t *doc)
         return -1;
     }
 
-    rc = ngx_umlo_store_append(st, "SET " NGX_UMLO_KEY_STATUS " %s",
-                               st->org, text);
+    r = ngx_umlo_store_command(st, "EVAL %s 2 " NGX_UMLO_KEY_LOCK " "
+                               NGX_UMLO_KEY_STATUS " %s %s", script, st->org,
+                               st->org, token, text);
     free(text);
 
-    if (rc != 0) {
+    if (r == NULL) {
         return -1;
     }
 
-    return ngx_umlo_store_flush(st);
+    rc = (r->type == REDIS_REPLY_INTEGER && r->integer == 1);
+    freeReplyObject(r);
+
+    return rc;
 }
 
 

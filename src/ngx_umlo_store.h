@@ -53,12 +53,20 @@ redisReply *ngx_umlo_store_command(ngx_umlo_store_t *st,
 /* 1: still ours and renewed, 0: lost, -1: Redis error. */
 int ngx_umlo_store_renew(ngx_umlo_store_t *st, const char *token,
     unsigned lease_ms);
-int ngx_umlo_store_release(ngx_umlo_store_t *st, const char *token);
+
+/*
+ * The sync document is written only while "token" holds the lock: 1 when
+ * written, 0 when the lock is someone else's, -1 on a Redis error.
+ * Release writes the last document and frees the lock in one step.
+ */
+int ngx_umlo_store_set_status(ngx_umlo_store_t *st, const char *token,
+    json_t *doc);
+int ngx_umlo_store_release(ngx_umlo_store_t *st, const char *token,
+    json_t *doc);
 
 /* 1: a DELETE asked to cancel sync "id", 0: no, -1: Redis error. */
 int ngx_umlo_store_cancelled(ngx_umlo_store_t *st, const char *id);
 
-int ngx_umlo_store_set_status(ngx_umlo_store_t *st, json_t *doc);
 
 /*
  * Starts a new generation: drops any generation an earlier, dead sync

@@ -80,6 +80,12 @@ ngx_umlo_sync_handler(ngx_http_request_t *r)
     }
 
     if (r->method != NGX_HTTP_POST) {
+        /* a refused body must not be read as the next request */
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         return ngx_umlo_send_not_allowed(r, "POST, DELETE");
     }
 
@@ -197,7 +203,8 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
         return NGX_OK;
     }
 
-    body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &err);
+    body = json_loadb((char *) p, len,
+                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
     if (body == NULL) {
         return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_json",
                                  "the body is not valid JSON: %s at "

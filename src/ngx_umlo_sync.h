@@ -51,12 +51,13 @@ struct ngx_umlo_job_s {
     long long                started_ms;
     long long                renewed_ms;
     long long                reported_ms;
-    unsigned                 groups_pending;  /* chains and grant lookups */
+    unsigned                 prereq_pending;  /* workspaces, groups and
+                                                 grant chains: users wait */
     json_t                  *grant_queue;     /* [group id, directory] */
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
-    unsigned                 grants_done:1;
+    unsigned                 prereq_done:1;
     unsigned                 staged:1;
     unsigned                 cancel_seen:1;
     uint64_t                 users_fetched;   /* progress: users read */
