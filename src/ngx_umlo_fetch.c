@@ -103,6 +103,10 @@ static int ngx_umlo_fetch_write_hash(ngx_umlo_job_t *job, const char *fmt,
     json_t *docs);
 static void ngx_umlo_fetch_fail(ngx_umlo_job_t *job, const char *where,
     const char *fmt, ...);
+static void ngx_umlo_fetch_vfail(ngx_umlo_job_t *job, const char *where,
+    const char *fmt, va_list args);
+static void ngx_umlo_fetch_abort(ngx_umlo_job_t *job, const char *where,
+    const char *fmt, ...);
 static char *ngx_umlo_fetch_escape(char *dst, const char *src, size_t size);
 static long long ngx_umlo_fetch_now(void);
 static void ngx_umlo_fetch_iso(char *buf, size_t size, long long ms);
@@ -622,11 +626,10 @@ ngx_umlo_fetch_tick(void *data)
         rc = ngx_umlo_store_renew(&job->store, job->token, job->lease_ms);
 
         if (rc != 1) {
-            ngx_umlo_fetch_fail(job, "lock", rc == 0
-                                ? "the org lock was lost (lease expired: "
-                                  "Redis slow or unreachable?)"
-                                : job->store.error);
-            ngx_umlo_api_abort(job->api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "lock", rc == 0
+                                 ? "the org lock was lost (lease expired: "
+                                 "Redis slow or unreachable?)"
+                                 : job->store.error);
             return;
         }
 
@@ -643,8 +646,7 @@ ngx_umlo_fetch_tick(void *data)
         }
 
         if (rc < 0) {
-            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
-            ngx_umlo_api_abort(job->api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "redis", "%s", job->store.error);
             return;
         }
 
@@ -836,8 +838,8 @@ ngx_umlo_fetch_submit(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_done_pt done,
 
 
 /*
- * A page's "data" array, or NULL once the sync has been failed (the
- * callback then frees ctx); *next is the following page's cursor.
+ * A page's "data" array; *next is the following page's cursor.  NULL when
+ * the request failed or the run stopped: the chain is over and ctx freed.
  */
 
 static json_t *
@@ -851,6 +853,7 @@ ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
     *next = NULL;
 
     if (req->cancelled) {
+        ngx_umlo_fetch_ctx_free(ctx);
         return NULL;
     }
 
@@ -864,6 +867,7 @@ ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
         }
 
         ngx_umlo_api_abort(job->api, "%s", job->error);
+        ngx_umlo_fetch_ctx_free(ctx);
         return NULL;
     }
 
@@ -873,9 +877,9 @@ ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
     if (!json_is_array(data)
         || (links != NULL && !json_is_object(links) && !json_is_null(links)))
     {
-        ngx_umlo_fetch_fail(job, what, "malformed answer from %s %s: no "
-                            "\"data\" array", req->method, ctx->path);
-        ngx_umlo_api_abort(job->api, "%s", job->error);
+        ngx_umlo_fetch_abort(job, what, "malformed answer from %s %s: no "
+                             "\"data\" array", req->method, ctx->path);
+        ngx_umlo_fetch_ctx_free(ctx);
         return NULL;
     }
 
@@ -904,12 +908,11 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
     if ((ctx->cursor != NULL && strcmp(ctx->cursor, next) == 0)
         || ++ctx->pages >= NGX_UMLO_MAX_PAGES)
     {
-        ngx_umlo_fetch_fail(ctx->job, "fetch", "the listing %s %s does not "
-                            "end: its cursor %s", ctx->method, ctx->path,
-                            ctx->pages >= NGX_UMLO_MAX_PAGES
-                            ? "went on past the page limit"
-                            : "repeated itself");
-        ngx_umlo_api_abort(ctx->job->api, "%s", ctx->job->error);
+        ngx_umlo_fetch_abort(ctx->job, "fetch", "the listing %s %s does not "
+                             "end: its cursor %s", ctx->method, ctx->path,
+                             ctx->pages >= NGX_UMLO_MAX_PAGES
+                             ? "went on past the page limit"
+                             : "repeated itself");
         ngx_umlo_fetch_ctx_free(ctx);
         return -1;
     }
@@ -920,8 +923,7 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
     if (ctx->cursor == NULL
         || ngx_umlo_fetch_submit(ctx, req->done, next) != 0)
     {
-        ngx_umlo_fetch_fail(ctx->job, "fetch", "out of memory");
-        ngx_umlo_api_abort(ctx->job->api, "%s", ctx->job->error);
+        ngx_umlo_fetch_abort(ctx->job, "fetch", "out of memory");
         ngx_umlo_fetch_ctx_free(ctx);
         return -1;
     }
@@ -944,16 +946,14 @@ ngx_umlo_fetch_workspaces(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     data = ngx_umlo_fetch_page(ctx, req, "workspaces", &next);
     if (data == NULL) {
-        ngx_umlo_fetch_ctx_free(ctx);
         return;
     }
 
     json_array_foreach(data, i, ws) {
         if (ngx_umlo_model_workspace(&job->model, ws) != 0) {
-            ngx_umlo_fetch_fail(job, "workspaces", "malformed answer "
-                                "from POST %s: a workspace has no \"id\"",
-                                ctx->path);
-            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "workspaces", "malformed answer "
+                                 "from POST %s: a workspace has no \"id\"",
+                                 ctx->path);
             ngx_umlo_fetch_ctx_free(ctx);
             return;
         }
@@ -1004,7 +1004,6 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     data = ngx_umlo_fetch_page(ctx, req, "groups", &next);
     if (data == NULL) {
-        ngx_umlo_fetch_ctx_free(ctx);
         return;
     }
 
@@ -1012,9 +1011,8 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
         id = json_string_value(json_object_get(group, "id"));
 
         if (id == NULL || ngx_umlo_model_group(&job->model, group) != 0) {
-            ngx_umlo_fetch_fail(job, "groups", "malformed answer from POST "
-                                "%s: a group has no \"id\"", ctx->path);
-            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "groups", "malformed answer from POST "
+                                 "%s: a group has no \"id\"", ctx->path);
             ngx_umlo_fetch_ctx_free(ctx);
             return;
         }
@@ -1026,8 +1024,7 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
                                             directory ? directory : "-"))
             != 0)
         {
-            ngx_umlo_fetch_fail(job, "groups", "out of memory");
-            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "groups", "out of memory");
             ngx_umlo_fetch_ctx_free(ctx);
             return;
         }
@@ -1058,7 +1055,6 @@ ngx_umlo_fetch_grants(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     data = ngx_umlo_fetch_page(ctx, req, "group role assignments", &next);
     if (data == NULL) {
-        ngx_umlo_fetch_ctx_free(ctx);
         return;
     }
 
@@ -1115,9 +1111,8 @@ ngx_umlo_fetch_pump(ngx_umlo_job_t *job)
                == NULL
             || (gctx->group = strdup(id)) == NULL)
         {
-            ngx_umlo_fetch_fail(job, "groups", "group id too long or out of "
-                                "memory");
-            ngx_umlo_api_abort(job->api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "groups", "group id too long or out of "
+                                 "memory");
             return;
         }
 
@@ -1169,7 +1164,6 @@ ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     data = ngx_umlo_fetch_page(ctx, req, "users", &next);
     if (data == NULL) {
-        ngx_umlo_fetch_ctx_free(ctx);
         return;
     }
 
@@ -1221,17 +1215,15 @@ ngx_umlo_fetch_accounts(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     data = ngx_umlo_fetch_page(ctx, req, "users", &next);
     if (data == NULL) {
-        ngx_umlo_fetch_ctx_free(ctx);
         return;
     }
 
     json_array_foreach(data, i, item) {
         user = ngx_umlo_model_user(&job->model, item);
         if (user == NULL) {
-            ngx_umlo_fetch_fail(job, "users", "malformed answer from POST "
-                                "%s: a user has no \"accountId\"",
-                                ctx->path);
-            ngx_umlo_api_abort(api, "%s", job->error);
+            ngx_umlo_fetch_abort(job, "users", "malformed answer from POST "
+                                 "%s: a user has no \"accountId\"",
+                                 ctx->path);
             ngx_umlo_fetch_ctx_free(ctx);
             return;
         }
@@ -1373,15 +1365,38 @@ ngx_umlo_fetch_fail(ngx_umlo_job_t *job, const char *where,
 {
     va_list  args;
 
+    va_start(args, fmt);
+    ngx_umlo_fetch_vfail(job, where, fmt, args);
+    va_end(args);
+}
+
+
+static void
+ngx_umlo_fetch_vfail(ngx_umlo_job_t *job, const char *where,
+    const char *fmt, va_list args)
+{
     if (job->error[0] != '\0') {
         return;
     }
 
     snprintf(job->where, sizeof(job->where), "%s", where);
+    vsnprintf(job->error, sizeof(job->error), fmt, args);
+}
+
+
+/* from a callback: fail the sync and stop the run */
+
+static void
+ngx_umlo_fetch_abort(ngx_umlo_job_t *job, const char *where,
+    const char *fmt, ...)
+{
+    va_list  args;
 
     va_start(args, fmt);
-    vsnprintf(job->error, sizeof(job->error), fmt, args);
+    ngx_umlo_fetch_vfail(job, where, fmt, args);
     va_end(args);
+
+    ngx_umlo_api_abort(job->api, "%s", job->error);
 }
 
 
