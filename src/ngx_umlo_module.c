@@ -18,6 +18,7 @@
 
 static void *ngx_umlo_create_main_conf(ngx_conf_t *cf);
 static char *ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_umlo_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_umlo_redis_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_org(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
@@ -144,16 +145,16 @@ static ngx_command_t  ngx_umlo_commands[] = {
       &ngx_umlo_history_bounds },
 
     { ngx_string("umlo_sync"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
-      0,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       ngx_umlo_sync_handler },
 
     { ngx_string("umlo_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_umlo_handler_directive,
-      0,
+      NGX_HTTP_LOC_CONF_OFFSET,
       0,
       ngx_umlo_status_handler },
 
@@ -171,7 +172,7 @@ static ngx_http_module_t  ngx_umlo_module_ctx = {
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
 
-    NULL,                                  /* create location configuration */
+    ngx_umlo_create_loc_conf,              /* create location configuration */
     NULL                                   /* merge location configuration */
 };
 
@@ -288,6 +289,19 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_umlo_create_loc_conf(ngx_conf_t *cf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     ulcf->status_uri = { 0, NULL };
+     */
+
+    return ngx_pcalloc(cf->pool, sizeof(ngx_umlo_loc_conf_t));
 }
 
 
@@ -508,11 +522,31 @@ ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static char *
 ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
+    ngx_umlo_loc_conf_t  *ulcf = conf;
+
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
     ngx_umlo_main_conf_t      *umcf;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = (ngx_http_handler_pt) cmd->post;
+
+    /* umlo_sync status=URI: where answers point clients to follow a sync */
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        if (value[1].len < 8
+            || ngx_strncmp(value[1].data, "status=", 7) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\", expected "
+                               "\"status=URI\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        ulcf->status_uri.data = value[1].data + 7;
+        ulcf->status_uri.len = value[1].len - 7;
+    }
 
     umcf = ngx_http_conf_get_module_main_conf(cf, ngx_umlo_module);
     umcf->used = 1;

@@ -52,6 +52,11 @@ typedef struct {
 } ngx_umlo_main_conf_t;
 
 
+typedef struct {
+    ngx_str_t             status_uri;        /* umlo_sync status= */
+} ngx_umlo_loc_conf_t;
+
+
 extern ngx_module_t  ngx_umlo_module;
 
 

@@ -417,6 +417,7 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
     json_t                *doc, *out;
     ngx_int_t              rc;
     ngx_umlo_job_t        *job;
+    ngx_umlo_loc_conf_t   *ulcf;
     ngx_umlo_main_conf_t  *umcf;
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
@@ -459,8 +460,16 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
         return;
     }
 
+    ulcf = ngx_http_get_module_loc_conf(r, ngx_umlo_module);
+
     json_object_set_new(out, "links",
                         json_pack("{s:s%}", "self", r->uri.data, r->uri.len));
+
+    if (ulcf->status_uri.len) {
+        json_object_set_new(json_object_get(out, "links"), "status",
+                            json_stringn((char *) ulcf->status_uri.data,
+                                         ulcf->status_uri.len));
+    }
 
     if (ngx_umlo_sync_post(job, umcf) != NGX_OK) {
         json_decref(out);

@@ -1,7 +1,7 @@
 use strict;
 use warnings;
 
-# A 403 on one site: the API key may not read part of the org.  The sync
+# Where a 202 points, and a 403 on one site: the API key may not read part of the org.  The sync
 # fails (a snapshot silently missing a site would mislead licence
 # decisions), the status names the endpoint, the status code and what to
 # check, and the current snapshot stays as it was.
@@ -12,10 +12,18 @@ use Umlo::Test qw(wait_for);
 use Umlo::Sync;
 
 my $t = Umlo::Test->new;
-start_stack($t, sim => { users => 80, sites => 3, groups => 8, seed => 5 });
+start_stack($t, sim => { users => 80, sites => 3, groups => 8, seed => 5 },
+            locations => 'location = /api/sync { umlo_sync status=/umlo/status; }');
+
+# umlo_sync status=URI: the 202 tells the client where to follow the sync
+my $r0 = $t->request(POST => '/api/sync');
+is $r0->{status}, 202, 'sync accepted on a location with status=';
+is $r0->{json}{links}{status}, '/umlo/status', 'links.status points there';
+is $r0->{json}{links}{self}, '/api/sync', 'links.self is the location';
+wait_sync($t, $r0->{json}{id});
 
 my ($first) = run_sync($t);
-is $first->{state}, 'succeeded', 'a first sync succeeds';
+is $first->{state}, 'succeeded', 'a second sync succeeds';
 my $gen = current_gen($t);
 
 my $r = $t->sim_admin(POST => '/__sim/faults', { forbiddenSite => 2 });
