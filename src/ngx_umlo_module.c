@@ -9,6 +9,7 @@
 #include "ngx_umlo_handler.h"
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_sync.h"
+#include "ngx_umlo_cache.h"
 
 #include <curl/curl.h>
 
@@ -150,6 +151,20 @@ static ngx_command_t  ngx_umlo_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       ngx_umlo_sync_handler },
+
+    { ngx_string("umlo_users"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_users_handler },
+
+    { ngx_string("umlo_dashboard"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_dashboard_handler },
 
     { ngx_string("umlo_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
@@ -683,6 +698,8 @@ ngx_umlo_exit_process(ngx_cycle_t *cycle)
 
     ngx_umlo_redis_destroy(umcf->redis);
     umcf->redis = NULL;
+
+    ngx_umlo_cache_exit();
 
     curl_global_cleanup();
 }

@@ -1,0 +1,641 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * umlo_users: the user browser (list, facets, one user, CSV export) and
+ * umlo_dashboard: the snapshot's metrics.  Both answer from the worker's
+ * in-memory snapshot (ngx_umlo_cache.c); queries are in ngx_umlo_query.c.
+ */
+
+
+#include "ngx_umlo_handler.h"
+#include "ngx_umlo_cache.h"
+#include "ngx_umlo_keys.h"
+#include "ngx_umlo_query.h"
+#include "ngx_umlo_redis.h"
+
+
+#define NGX_UMLO_CSV_BUF  (32 * 1024)
+
+
+typedef struct {
+    ngx_umlo_snapref_t   *ref;
+    ngx_umlo_query_t     *query;
+    ngx_chain_t          *free;
+    ngx_chain_t          *busy;
+    ngx_str_t             id;         /* one user's account id */
+} ngx_umlo_users_ctx_t;
+
+
+static ngx_int_t ngx_umlo_users_path(ngx_http_request_t *r, ngx_str_t *rest);
+static void ngx_umlo_users_ready(ngx_http_request_t *r,
+    ngx_umlo_snapref_t *ref, ngx_uint_t rc, const char *error);
+static ngx_int_t ngx_umlo_users_list(ngx_http_request_t *r,
+    ngx_umlo_snapref_t *ref);
+static ngx_int_t ngx_umlo_users_one(ngx_http_request_t *r,
+    ngx_umlo_snapref_t *ref, ngx_str_t *id);
+static void ngx_umlo_users_doc(redisReply *reply, void *data);
+static ngx_int_t ngx_umlo_users_csv(ngx_http_request_t *r,
+    ngx_umlo_snapref_t *ref, ngx_umlo_query_t *q);
+static void ngx_umlo_users_csv_write(ngx_http_request_t *r);
+static void ngx_umlo_users_cleanup(void *data);
+static ngx_int_t ngx_umlo_users_unavailable(ngx_http_request_t *r,
+    ngx_uint_t rc, const char *error);
+static ngx_int_t ngx_umlo_users_wants_csv(ngx_http_request_t *r);
+static void ngx_umlo_dashboard_ready(ngx_http_request_t *r,
+    ngx_umlo_snapref_t *ref, ngx_uint_t rc, const char *error);
+static void ngx_umlo_dashboard_status(redisReply *reply, void *data);
+
+
+ngx_int_t
+ngx_umlo_users_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_umlo_send_not_allowed(r, "GET, HEAD");
+    }
+
+    return ngx_umlo_cache_get(r, ngx_umlo_users_ready);
+}
+
+
+ngx_int_t
+ngx_umlo_dashboard_handler(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_umlo_send_not_allowed(r, "GET, HEAD");
+    }
+
+    return ngx_umlo_cache_get(r, ngx_umlo_dashboard_ready);
+}
+
+
+/* what follows the location's own path: "", "facets" or an account id */
+
+static ngx_int_t
+ngx_umlo_users_path(ngx_http_request_t *r, ngx_str_t *rest)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    rest->len = 0;
+    rest->data = r->uri.data + r->uri.len;
+
+    if (clcf->regex == NULL && r->uri.len > clcf->name.len
+        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
+    {
+        rest->data = r->uri.data + clcf->name.len;
+        rest->len = r->uri.len - clcf->name.len;
+    }
+
+    while (rest->len && rest->data[0] == '/') {
+        rest->data++;
+        rest->len--;
+    }
+
+    while (rest->len && rest->data[rest->len - 1] == '/') {
+        rest->len--;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_umlo_users_ready(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
+    ngx_uint_t rc, const char *error)
+{
+    json_t     *json;
+    ngx_int_t   status;
+    ngx_str_t   rest;
+
+    if (ref == NULL) {
+        ngx_http_finalize_request(r, ngx_umlo_users_unavailable(r, rc,
+                                                                error));
+        return;
+    }
+
+    (void) ngx_umlo_users_path(r, &rest);
+
+    /*
+     * The reference ngx_umlo_cache_get() took on the request passes to
+     * whoever answers: here, or a callback when the answer is NGX_DONE.
+     */
+    if (rest.len == 0) {
+        status = ngx_umlo_users_list(r, ref);
+        if (status != NGX_DONE) {
+            ngx_http_finalize_request(r, status);
+        }
+
+        return;
+    }
+
+    if (rest.len == 6 && ngx_strncmp(rest.data, "facets", 6) == 0) {
+        if (ref->snap->facets == NULL) {
+            ref->snap->facets = ngx_umlo_query_facets(ref->snap);
+        }
+
+        json = ref->snap->facets;
+        status = json ? ngx_umlo_send_json(r, NGX_HTTP_OK, json)
+                      : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        ngx_umlo_cache_release(ref);
+        ngx_http_finalize_request(r, status);
+        return;
+    }
+
+    status = ngx_umlo_users_one(r, ref, &rest);
+    if (status != NGX_DONE) {
+        ngx_http_finalize_request(r, status);
+    }
+}
+
+
+static ngx_int_t
+ngx_umlo_users_list(ngx_http_request_t *r, ngx_umlo_snapref_t *ref)
+{
+    json_t                *page;
+    ngx_int_t              rc;
+    ngx_umlo_query_t      *q;
+    ngx_umlo_query_err_t   err;
+
+    ngx_memzero(&err, sizeof(ngx_umlo_query_err_t));
+
+    q = ngx_umlo_query_parse(ref->snap, (char *) r->args.data, r->args.len,
+                             (int64_t) ngx_time() * 1000, &err);
+
+    if (q != NULL && ngx_umlo_users_wants_csv(r)) {
+        ngx_umlo_query_set_csv(q);
+    }
+
+    if (q == NULL || ngx_umlo_query_run(q, &err) != 0) {
+        ngx_umlo_query_free(q);
+        ngx_umlo_cache_release(ref);
+
+        if (err.status == 0 || err.status >= 500) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        page = ngx_umlo_query_error(&err);
+        rc = page ? ngx_umlo_send_json(r, err.status, page)
+                  : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        json_decref(page);
+
+        return rc;
+    }
+
+    if (ngx_umlo_query_csv_wanted(q)) {
+        /* the query and the snapshot now belong to the CSV writer */
+        return ngx_umlo_users_csv(r, ref, q);
+    }
+
+    page = ngx_umlo_query_page(q);
+    rc = page ? ngx_umlo_send_json(r, NGX_HTTP_OK, page)
+              : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    json_decref(page);
+    ngx_umlo_query_free(q);
+    ngx_umlo_cache_release(ref);
+
+    return rc;
+}
+
+
+/*
+ * One user: the full document the sync stored, from Redis, with the
+ * row's computed fields (last_active with its context, never_active).
+ */
+
+static ngx_int_t
+ngx_umlo_users_one(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
+    ngx_str_t *id)
+{
+    uint32_t               i;
+    long long              gen;
+    ngx_umlo_users_ctx_t  *ctx;
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_umlo_users_ctx_t));
+    if (ctx == NULL) {
+        ngx_umlo_cache_release(ref);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->id.data = ngx_pnalloc(r->pool, id->len + 1);
+    if (ctx->id.data == NULL) {
+        ngx_umlo_cache_release(ref);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->id.data, id->data, id->len);
+    ctx->id.data[id->len] = '\0';
+    ctx->id.len = id->len;
+
+    i = ngx_umlo_snap_user(ref->snap, (char *) ctx->id.data);
+    gen = ref->snap->gen;
+
+    if (i == NGX_UMLO_SNAP_NONE) {
+        ngx_umlo_cache_release(ref);
+        return ngx_umlo_send_error(r, NGX_HTTP_NOT_FOUND, "unknown_user",
+                                   "no user \"%V\" in the current "
+                                   "snapshot", &ctx->id);
+    }
+
+    ctx->ref = ref;
+    ngx_http_set_ctx(r, ctx, ngx_umlo_module);
+
+    if (ngx_umlo_redis_commandf(umcf->redis, ngx_umlo_users_doc, r,
+                                "HGET " NGX_UMLO_KEY_GEN_USERS " %b",
+                                umcf->org.data, gen, ctx->id.data,
+                                ctx->id.len)
+        != NGX_OK)
+    {
+        ngx_umlo_cache_release(ref);
+        return ngx_umlo_users_unavailable(r, NGX_UMLO_CACHE_REDIS,
+                                          ngx_umlo_redis_error(umcf->redis));
+    }
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_umlo_users_doc(redisReply *reply, void *data)
+{
+    ngx_http_request_t  *r = data;
+
+    json_t                *doc, *row, *out;
+    uint32_t               i;
+    ngx_int_t              rc;
+    ngx_umlo_users_ctx_t  *ctx;
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+    ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        rc = ngx_umlo_users_unavailable(r, NGX_UMLO_CACHE_REDIS,
+                                        reply ? reply->str
+                                        : ngx_umlo_redis_error(umcf->redis));
+        goto done;
+    }
+
+    doc = (reply->type == REDIS_REPLY_STRING)
+          ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
+
+    if (doc == NULL) {
+        /* the generation was dropped after its grace period */
+        rc = ngx_umlo_send_error(r, NGX_HTTP_NOT_FOUND, "unknown_user",
+                                 "no user \"%V\" in the current snapshot",
+                                 &ctx->id);
+        goto done;
+    }
+
+    i = ngx_umlo_snap_user(ctx->ref->snap, (char *) ctx->id.data);
+    row = ngx_umlo_query_row(ctx->ref->snap, i);
+
+    if (row != NULL) {
+        json_object_set(doc, "last_active",
+                        json_object_get(row, "last_active"));
+        json_object_set(doc, "never_active",
+                        json_object_get(row, "never_active"));
+        json_decref(row);
+    }
+
+    out = json_pack("{s:o,s:{s:I,s:s?,s:s?}}", "data", doc, "meta",
+                    "generation", (json_int_t) ctx->ref->snap->gen,
+                    "data_as_of", ctx->ref->snap->data_as_of,
+                    "sync_id", ctx->ref->snap->sync_id);
+
+    rc = out ? ngx_umlo_send_json(r, NGX_HTTP_OK, out)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    json_decref(out);
+
+done:
+
+    ngx_umlo_cache_release(ctx->ref);
+    ctx->ref = NULL;
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/*
+ * CSV of every matching row, produced a buffer at a time as the client
+ * takes it: 100,000 rows never sit in memory as one answer.
+ */
+
+static ngx_int_t
+ngx_umlo_users_csv(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
+    ngx_umlo_query_t *q)
+{
+    ngx_int_t              rc;
+    ngx_table_elt_t       *h;
+    ngx_pool_cleanup_t    *cln;
+    ngx_umlo_users_ctx_t  *ctx;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_umlo_users_ctx_t));
+    if (cln == NULL) {
+        ngx_umlo_query_free(q);
+        ngx_umlo_cache_release(ref);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_umlo_users_ctx_t));
+    ctx->ref = ref;
+    ctx->query = q;
+
+    cln->handler = ngx_umlo_users_cleanup;
+    ngx_http_set_ctx(r, ctx, ngx_umlo_module);
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = -1;
+    ngx_str_set(&r->headers_out.content_type, "text/csv; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/csv") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Content-Disposition");
+    ngx_str_set(&h->value, "attachment; filename=\"users.csv\"");
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    /* the writer finalizes the request when the last row is out */
+    ngx_umlo_users_csv_write(r);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_umlo_users_csv_write(ngx_http_request_t *r)
+{
+    ssize_t                n;
+    ngx_int_t              rc;
+    ngx_buf_t             *b;
+    ngx_chain_t           *cl;
+    ngx_umlo_users_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
+
+    for ( ;; ) {
+
+        /* wait while the client has not taken what was sent */
+        if (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED
+            || ctx->busy != NULL)
+        {
+            rc = ngx_http_output_filter(r, NULL);
+
+            ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, NULL,
+                                    (ngx_buf_tag_t) &ngx_umlo_module);
+
+            if (rc == NGX_ERROR) {
+                ngx_http_finalize_request(r, NGX_ERROR);
+                return;
+            }
+
+            if (ctx->busy != NULL) {
+                r->write_event_handler = ngx_umlo_users_csv_write;
+
+                if (ngx_handle_write_event(r->connection->write, 0)
+                    != NGX_OK)
+                {
+                    ngx_http_finalize_request(r, NGX_ERROR);
+                }
+
+                return;
+            }
+        }
+
+        cl = ngx_chain_get_free_buf(r->pool, &ctx->free);
+        if (cl == NULL) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        b = cl->buf;
+
+        if (b->start == NULL) {
+            b->start = ngx_palloc(r->pool, NGX_UMLO_CSV_BUF);
+            if (b->start == NULL) {
+                ngx_http_finalize_request(r, NGX_ERROR);
+                return;
+            }
+
+            b->end = b->start + NGX_UMLO_CSV_BUF;
+            b->tag = (ngx_buf_tag_t) &ngx_umlo_module;
+            b->temporary = 1;
+        }
+
+        b->pos = b->start;
+        b->last = b->start;
+
+        n = ngx_umlo_query_csv(ctx->query, (char *) b->start,
+                               NGX_UMLO_CSV_BUF);
+        if (n < 0) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        b->last += n;
+
+        if (n == 0) {
+            b->last_buf = (r == r->main) ? 1 : 0;
+            b->last_in_chain = 1;
+            b->sync = 1;
+        }
+
+        rc = ngx_http_output_filter(r, cl);
+
+        ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &cl,
+                                (ngx_buf_tag_t) &ngx_umlo_module);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        if (n == 0) {
+            ngx_http_finalize_request(r, rc);
+            return;
+        }
+    }
+}
+
+
+static void
+ngx_umlo_users_cleanup(void *data)
+{
+    ngx_umlo_users_ctx_t  *ctx = data;
+
+    ngx_umlo_query_free(ctx->query);
+    ngx_umlo_cache_release(ctx->ref);
+
+    ctx->query = NULL;
+    ctx->ref = NULL;
+}
+
+
+static ngx_int_t
+ngx_umlo_users_unavailable(ngx_http_request_t *r, ngx_uint_t rc,
+    const char *error)
+{
+    switch (rc) {
+
+    case NGX_UMLO_CACHE_NO_SNAPSHOT:
+        return ngx_umlo_send_error(r, NGX_HTTP_NOT_FOUND, "no_snapshot",
+                                   "%s", error);
+
+    case NGX_UMLO_CACHE_REDIS:
+        return ngx_umlo_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "redis_unavailable",
+                                   "%s; the data is kept in Redis, check "
+                                   "umlo_redis and that Redis is running",
+                                   error);
+
+    default:
+        return ngx_umlo_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   "snapshot_unavailable",
+                                   "the current snapshot could not be "
+                                   "loaded: %s", error);
+    }
+}
+
+
+/* Accept: text/csv asks for the export as well as format=csv does */
+
+static ngx_int_t
+ngx_umlo_users_wants_csv(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == 6
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept", 6) == 0
+            && ngx_strlcasestrn(h[i].value.data,
+                                h[i].value.data + h[i].value.len,
+                                (u_char *) "text/csv", 8 - 1)
+               != NULL)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_umlo_dashboard_ready(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
+    ngx_uint_t rc, const char *error)
+{
+    ngx_umlo_users_ctx_t  *ctx;
+    ngx_umlo_main_conf_t  *umcf;
+
+    if (ref == NULL) {
+        ngx_http_finalize_request(r, ngx_umlo_users_unavailable(r, rc,
+                                                                error));
+        return;
+    }
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_umlo_users_ctx_t));
+    if (ctx == NULL) {
+        ngx_umlo_cache_release(ref);
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->ref = ref;
+    ngx_http_set_ctx(r, ctx, ngx_umlo_module);
+
+    /* the last sync's outcome is live state: read it, it is one GET */
+    if (ngx_umlo_redis_commandf(umcf->redis, ngx_umlo_dashboard_status, r,
+                                "GET " NGX_UMLO_KEY_STATUS, umcf->org.data)
+        != NGX_OK)
+    {
+        ngx_umlo_dashboard_status(NULL, r);
+    }
+}
+
+
+static void
+ngx_umlo_dashboard_status(redisReply *reply, void *data)
+{
+    ngx_http_request_t  *r = data;
+
+    json_t                *out, *sync;
+    ngx_int_t              rc;
+    ngx_umlo_users_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
+
+    sync = (reply != NULL && reply->type == REDIS_REPLY_STRING)
+           ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
+
+    out = json_deep_copy(ctx->ref->snap->metrics);
+
+    if (out != NULL) {
+        json_object_set_new(out, "last_sync", sync
+            ? json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:O?}",
+                        "id", json_object_get(sync, "id"),
+                        "trigger", json_object_get(sync, "trigger"),
+                        "state", json_object_get(sync, "state"),
+                        "finished_at", json_object_get(sync, "finished_at"),
+                        "duration_ms", json_object_get(sync, "duration_ms"),
+                        "error", json_object_get(sync, "error"))
+            : json_null());
+    }
+
+    json_decref(sync);
+
+    rc = out ? ngx_umlo_send_json(r, NGX_HTTP_OK, out)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+    json_decref(out);
+
+    ngx_umlo_cache_release(ctx->ref);
+    ctx->ref = NULL;
+
+    ngx_http_finalize_request(r, rc);
+}
