@@ -63,6 +63,9 @@
 
 #define NGX_UMLO_ISO_LEN            32
 
+#define NGX_UMLO_RADIX_BITS         11
+#define NGX_UMLO_RADIX              (1 << NGX_UMLO_RADIX_BITS)
+
 
 typedef struct {
     char                     *data;
@@ -125,7 +128,6 @@ struct ngx_umlo_query_s {
     uint8_t                  *groups;     /* per group, or NULL */
     int64_t                   after;
     int64_t                   before;
-    int64_t                   inactive_days;
     int64_t                   inactive_at;
     char                     *needle;
 
@@ -195,6 +197,7 @@ static void ngx_umlo_query_nomem(ngx_umlo_query_err_t *err);
 static size_t ngx_umlo_query_utf8_char(const unsigned char *p, size_t len);
 static int ngx_umlo_query_utf8(const char *s, size_t len);
 static void ngx_umlo_query_clean(char *s);
+static int ngx_umlo_query_hex(int c);
 static int ngx_umlo_query_decode(const char *s, size_t len, char *out,
     size_t *outlen);
 static int ngx_umlo_query_store(ngx_umlo_query_t *q, const char *name,
@@ -222,7 +225,8 @@ static void ngx_umlo_query_eval(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u, ngx_umlo_query_in_t *in);
 static int ngx_umlo_query_match(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u, int64_t *date);
-static int ngx_umlo_query_pair_cmp(const void *a, const void *b);
+static int ngx_umlo_query_sort_pairs(ngx_umlo_query_pair_t *pairs,
+    uint32_t n);
 static void ngx_umlo_query_role_order(ngx_umlo_query_t *q);
 static int ngx_umlo_query_collect(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u);
@@ -230,6 +234,7 @@ static int ngx_umlo_query_strcmp(const char *a, const char *b);
 static int ngx_umlo_query_entry_cmp(const void *a, const void *b);
 static int ngx_umlo_query_site_cmp(const void *a, const void *b);
 static int ngx_umlo_query_group_cmp(const void *a, const void *b);
+static int ngx_umlo_query_list_room(ngx_umlo_query_t *q, uint32_t n);
 static uint32_t ngx_umlo_query_sites(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u);
 static uint32_t ngx_umlo_query_groups(ngx_umlo_query_t *q,
@@ -250,11 +255,6 @@ static void ngx_umlo_query_csv_line(ngx_umlo_query_t *q, uint32_t user);
 static int ngx_umlo_query_named_cmp(const void *a, const void *b);
 static int ngx_umlo_query_count_cmp(const void *a, const void *b);
 static json_t *ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap);
-
-
-/* ------------------------------------------------------------------ */
-/* parsing                                                              */
-/* ------------------------------------------------------------------ */
 
 
 ngx_umlo_query_t *
@@ -472,7 +472,6 @@ ngx_umlo_query_interpret(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
         }
 
         q->has_inactive = 1;
-        q->inactive_days = n;
         q->inactive_at = q->now - n * NGX_UMLO_DAY_MS;
     }
 
@@ -557,8 +556,8 @@ ngx_umlo_query_interpret(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
         q->limit = (uint32_t) n;
     }
 
-    q->need_access = (q->billable != -1 || q->roles != 0 || q->never != -1
-                      || q->has_inactive);
+    /* the org-wide date is the user's own; these need the entries */
+    q->need_access = (q->billable != -1 || q->roles != 0);
 
     return 0;
 }
@@ -1053,11 +1052,6 @@ ngx_umlo_query_next(ngx_umlo_query_t *q, uint32_t offset)
 }
 
 
-/* ------------------------------------------------------------------ */
-/* filtering and ordering                                               */
-/* ------------------------------------------------------------------ */
-
-
 int
 ngx_umlo_query_csv_wanted(ngx_umlo_query_t *q)
 {
@@ -1132,8 +1126,11 @@ ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
             }
         }
 
-        qsort(pairs, k, sizeof(ngx_umlo_query_pair_t),
-              ngx_umlo_query_pair_cmp);
+        if (ngx_umlo_query_sort_pairs(pairs, k) != 0) {
+            free(pairs);
+            ngx_umlo_query_nomem(err);
+            return -1;
+        }
 
         for (i = 0; i < k; i++) {
             q->rows[i] = pairs[q->desc ? k - 1 - i : i].user;
@@ -1319,25 +1316,74 @@ ngx_umlo_query_match(ngx_umlo_query_t *q, ngx_umlo_snap_user_t *u,
 }
 
 
-/* by date, then by index: the users are sorted by id */
+/*
+ * By date, then by user index (the users are sorted by id): an LSD radix
+ * sort of the dates, stable, over pairs gathered in index order.  Digits
+ * all the pairs share, such as the high bits of any date, cost one
+ * counting pass and no move.
+ */
 
 static int
-ngx_umlo_query_pair_cmp(const void *a, const void *b)
+ngx_umlo_query_sort_pairs(ngx_umlo_query_pair_t *pairs, uint32_t n)
 {
-    const ngx_umlo_query_pair_t  *x = a;
-    const ngx_umlo_query_pair_t  *y = b;
+    int                     shift;
+    uint32_t                i, d, sum, c;
+    uint64_t                key;
+    ngx_umlo_query_pair_t  *src, *dst, *t;
+    uint32_t                count[NGX_UMLO_RADIX];
 
-    if (x->date != y->date) {
-        return x->date < y->date ? -1 : 1;
+    if (n < 2) {
+        return 0;
     }
 
-    return (x->user > y->user) - (x->user < y->user);
+    dst = malloc(n * sizeof(ngx_umlo_query_pair_t));
+    if (dst == NULL) {
+        return -1;
+    }
+
+    src = pairs;
+
+    for (shift = 0; shift < 64; shift += NGX_UMLO_RADIX_BITS) {
+        memset(count, 0, sizeof(count));
+
+        for (i = 0; i < n; i++) {
+            /* the sign bit flipped: negative dates sort first */
+            key = (uint64_t) src[i].date ^ 0x8000000000000000ULL;
+            count[(key >> shift) & (NGX_UMLO_RADIX - 1)]++;
+        }
+
+        key = (uint64_t) src[0].date ^ 0x8000000000000000ULL;
+        if (count[(key >> shift) & (NGX_UMLO_RADIX - 1)] == n) {
+            continue;
+        }
+
+        sum = 0;
+
+        for (d = 0; d < NGX_UMLO_RADIX; d++) {
+            c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+
+        for (i = 0; i < n; i++) {
+            key = (uint64_t) src[i].date ^ 0x8000000000000000ULL;
+            dst[count[(key >> shift) & (NGX_UMLO_RADIX - 1)]++] = src[i];
+        }
+
+        t = src;
+        src = dst;
+        dst = t;
+    }
+
+    if (src != pairs) {
+        memcpy(pairs, src, n * sizeof(ngx_umlo_query_pair_t));
+        dst = src;
+    }
+
+    free(dst);
+
+    return 0;
 }
-
-
-/* ------------------------------------------------------------------ */
-/* rows                                                                 */
-/* ------------------------------------------------------------------ */
 
 
 json_t *
@@ -1877,11 +1923,6 @@ ngx_umlo_query_iso(int64_t ms, char *buf)
 }
 
 
-/* ------------------------------------------------------------------ */
-/* CSV                                                                  */
-/* ------------------------------------------------------------------ */
-
-
 ssize_t
 ngx_umlo_query_csv(ngx_umlo_query_t *q, char *buf, size_t size)
 {
@@ -2127,11 +2168,6 @@ ngx_umlo_query_free(ngx_umlo_query_t *q)
 }
 
 
-/* ------------------------------------------------------------------ */
-/* errors                                                               */
-/* ------------------------------------------------------------------ */
-
-
 json_t *
 ngx_umlo_query_error(const ngx_umlo_query_err_t *err)
 {
@@ -2311,22 +2347,14 @@ ngx_umlo_query_decode(const char *s, size_t len, char *out, size_t *outlen)
 }
 
 
-/* ------------------------------------------------------------------ */
-/* facets                                                               */
-/* ------------------------------------------------------------------ */
-
-
 json_t *
 ngx_umlo_query_facets(ngx_umlo_snap_t *snap)
 {
     if (snap->facets == NULL) {
         snap->facets = ngx_umlo_query_facets_make(snap);
-        if (snap->facets == NULL) {
-            return NULL;
-        }
     }
 
-    return json_incref(snap->facets);
+    return snap->facets;
 }
 
 
@@ -2585,7 +2613,7 @@ ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap)
         s = fc.named[i].index;
 
         prods = json_array();
-        item = json_pack("{s:s,s:o,s:i,s:o}",
+        item = json_pack("{s:s,s:o,s:I,s:o}",
                          "host", snap->sites[s].host,
                          "id", ngx_umlo_query_str(snap->sites[s].cloud_id),
                          "users", (json_int_t) fc.site_users[s],
@@ -2615,7 +2643,7 @@ ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap)
             prod = &snap->products[p];
 
             rc |= json_array_append_new(prods,
-                      json_pack("{s:o,s:o,s:s,s:i,s:i,s:o}",
+                      json_pack("{s:o,s:o,s:s,s:I,s:I,s:o}",
                                 "key", ngx_umlo_query_str(prod->key),
                                 "name", ngx_umlo_query_str(prod->name),
                                 "id", prod->ari,
@@ -2645,7 +2673,7 @@ ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap)
     for (i = 0; rc == 0 && i < fc.nkeys; i++) {
         k = fc.named[i].index;
         rc |= json_array_append_new(list,
-                  json_pack("{s:s,s:i,s:i}", "key", fc.keys[k],
+                  json_pack("{s:s,s:I,s:I}", "key", fc.keys[k],
                             "users", (json_int_t) fc.key_users[k],
                             "billable", (json_int_t) fc.key_bill[k]));
     }
@@ -2667,7 +2695,7 @@ ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap)
     for (i = 0; rc == 0 && i < snap->ngroups; i++) {
         k = fc.named[i].index;
         rc |= json_array_append_new(list,
-                  json_pack("{s:s,s:o,s:i}", "id", snap->groups[k].id,
+                  json_pack("{s:s,s:o,s:I}", "id", snap->groups[k].id,
                             "name", ngx_umlo_query_str(snap->groups[k].name),
                             "users", (json_int_t) fc.group_users[k]));
     }
@@ -2693,7 +2721,7 @@ ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap)
         for (i = 0; rc == 0 && i < n; i++) {
             v = fc.named[i].name;
             rc |= json_array_append_new(list,
-                      json_pack("{s:o,s:i}",
+                      json_pack("{s:o,s:I}",
                                 "value", (v && v[0]) ? json_string(v)
                                                      : json_null(),
                                 "users", (json_int_t) fc.named[i].users));
@@ -2719,7 +2747,7 @@ ngx_umlo_query_facets_make(ngx_umlo_snap_t *snap)
     for (i = 0; rc == 0 && i < n; i++) {
         k = fc.named[i].index;
         rc |= json_array_append_new(list,
-                  json_pack("{s:s,s:i}", "role", snap->roles[k],
+                  json_pack("{s:s,s:I}", "role", snap->roles[k],
                             "users", (json_int_t) roles[k]));
     }
 

@@ -152,9 +152,10 @@ json_t *ngx_umlo_query_row(ngx_umlo_snap_t *snap, uint32_t user);
  * Sites, products, groups and roles are sorted by name (groups without
  * one last, by id), the enumerated values by users, most first, then
  * value.  "users" of a product counts users with an entry for it,
- * "billable" those holding a billable role on it.  Built once per
- * snapshot and kept in snap->facets (freed with the snapshot): the event
- * loop only.  Returns a new reference, or NULL when memory runs out.
+ * "billable" those holding a billable role on it.  Built on the first
+ * call and kept in snap->facets, which owns it (freed with the
+ * snapshot): the result is borrowed, not to be decref'ed; NULL when
+ * memory runs out.  The event loop only.
  */
 json_t *ngx_umlo_query_facets(ngx_umlo_snap_t *snap);
 

@@ -106,6 +106,7 @@ ngx_umlo_snap_free(ngx_umlo_snap_t *snap)
     free(snap->products);
     free(snap->groups);
     free(snap->users);
+    free(snap->access);
     json_decref(snap->index);
     json_decref(snap->metrics);
     json_decref(snap->facets);
@@ -403,7 +404,9 @@ int
 ngx_umlo_snap_finish(ngx_umlo_snap_t *snap)
 {
     int                    k;
+    size_t                 n;
     uint32_t               i;
+    ngx_umlo_snap_user_t  *u;
     ngx_umlo_snap_sort_t   ctx;
 
     qsort(snap->users, snap->nusers, sizeof(ngx_umlo_snap_user_t),
@@ -418,6 +421,29 @@ ngx_umlo_snap_finish(ngx_umlo_snap_t *snap)
             snap->nusers--;
             i--;
         }
+    }
+
+    /*
+     * Filters walk users in order and read their product entries: one
+     * array in that order keeps the walk in cache.
+     */
+    n = 0;
+    for (i = 0; i < snap->nusers; i++) {
+        n += snap->users[i].naccess;
+    }
+
+    snap->access = malloc((n ? n : 1) * sizeof(ngx_umlo_snap_access_t));
+    if (snap->access == NULL) {
+        return -1;
+    }
+
+    n = 0;
+    for (i = 0; i < snap->nusers; i++) {
+        u = &snap->users[i];
+        memcpy(&snap->access[n], u->access,
+               u->naccess * sizeof(ngx_umlo_snap_access_t));
+        u->access = &snap->access[n];
+        n += u->naccess;
     }
 
     for (k = 0; k < NGX_UMLO_ORDER_MAX; k++) {

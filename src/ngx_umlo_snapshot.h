@@ -31,7 +31,8 @@
 #define NGX_UMLO_F_MAX             5
 
 /* user orders computed once by ngx_umlo_snap_finish(), ascending */
-#define NGX_UMLO_ORDER_NAME        0   /* folded name, nulls last, id */
+#define NGX_UMLO_ORDER_NAME        0   /* folded name, nulls last, then
+                                          folded email, then id */
 #define NGX_UMLO_ORDER_EMAIL       1   /* folded email, nulls last, id */
 #define NGX_UMLO_ORDER_CREATED     2   /* created, unknown first, id */
 #define NGX_UMLO_ORDER_ACTIVE      3   /* org-wide last-active date, the
@@ -126,6 +127,8 @@ typedef struct {
     uint32_t                  cap_sites, cap_products, cap_groups;
     uint32_t                  cap_users;
     json_t                   *index;          /* id/host/ari -> index */
+    ngx_umlo_snap_access_t   *access;         /* every user's entries, in
+                                                 user order */
     ngx_umlo_snap_chunk_t    *arena;
     size_t                    bytes;          /* arena size, for stats */
 } ngx_umlo_snap_t;
