@@ -413,6 +413,30 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
             break;
         }
 
+        if (api->conf.idle != NULL) {
+            /* send what was just added before the caller's slow work */
+            if (api->in_flight > 0
+                && curl_multi_perform(api->multi, &n) != CURLM_OK)
+            {
+                ngx_umlo_api_abort(api, "curl_multi_perform() failed");
+                break;
+            }
+
+            api->conf.idle(api->conf.tick_data);
+
+            if (api->stopped) {
+                break;
+            }
+
+            /* the idle work may have submitted requests */
+            now = ngx_umlo_api_mono();
+            ngx_umlo_api_dispatch(api, now, &wake);
+
+            if (api->stopped) {
+                break;
+            }
+        }
+
         queued = 0;
         for (i = 0; i < NGX_UMLO_API_NCLASSES; i++) {
             queued |= (api->cls[i].head != NULL);

@@ -90,6 +90,13 @@ typedef struct {
     ngx_umlo_api_tick_pt   tick;         /* lock renewal, progress */
     void                  *tick_data;
     unsigned               tick_ms;      /* at least this often */
+
+    /*
+     * Called, with tick_data, once the requests that callbacks submitted
+     * are on the wire: work done here (parsing, storing what arrived)
+     * overlaps with the network instead of delaying the next requests.
+     */
+    ngx_umlo_api_tick_pt   idle;
 } ngx_umlo_api_conf_t;
 
 

@@ -92,6 +92,7 @@ static void ngx_umlo_fetch_grants(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static void ngx_umlo_fetch_prereq_done(ngx_umlo_job_t *job);
 static void ngx_umlo_fetch_pump(ngx_umlo_job_t *job);
+static void ngx_umlo_fetch_idle(void *data);
 static json_t *ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain);
 static void ngx_umlo_fetch_users(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
@@ -149,6 +150,14 @@ ngx_umlo_fetch_run(ngx_umlo_job_t *job)
     conf.tick = ngx_umlo_fetch_tick;
     conf.tick_data = job;
     conf.tick_ms = NGX_UMLO_TICK_MS;
+    conf.idle = ngx_umlo_fetch_idle;
+
+    job->pending = json_array();
+    if (job->pending == NULL) {
+        ngx_umlo_fetch_fail(job, "start", "out of memory");
+        ngx_umlo_fetch_finish(job, "failed");
+        return;
+    }
 
     job->api = ngx_umlo_api_create(&conf, err, sizeof(err));
     if (job->api == NULL) {
@@ -251,6 +260,13 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
                                 ngx_umlo_api_error(job->api));
         }
 
+        return -1;
+    }
+
+    /* pages of the last round, and staged ones, if any remain */
+    ngx_umlo_fetch_idle(job);
+
+    if (job->error[0] != '\0') {
         return -1;
     }
 
@@ -550,6 +566,8 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
     ngx_umlo_model_free(&job->model);
     json_decref(job->grant_queue);
     job->grant_queue = NULL;
+    json_decref(job->pending);
+    job->pending = NULL;
 
     json_object_set_new(job->doc, "state", json_string(state));
     json_object_set_new(job->doc, "phase", json_null());
@@ -1130,11 +1148,70 @@ ngx_umlo_fetch_prereq_done(ngx_umlo_job_t *job)
         return;
     }
 
+    /* the idle hook turns the staged pages into users */
     job->prereq_done = 1;
+}
 
-    if (job->staged && ngx_umlo_fetch_unstage(job) != 0) {
-        ngx_umlo_api_abort(job->api, "%s", job->error);
+
+/*
+ * The client's idle hook: the users pages that arrived, stored while the
+ * next pages travel.  Before every group's grants are known a page is
+ * parked raw in the generation's "stage" list; after, it becomes users,
+ * staged pages first.
+ */
+
+static void
+ngx_umlo_fetch_idle(void *data)
+{
+    ngx_umlo_job_t  *job = data;
+
+    int      rc;
+    char    *text;
+    size_t   i;
+    json_t  *page;
+
+    if (job->error[0] != '\0') {
+        return;
     }
+
+    if (job->prereq_done && job->staged) {
+        if (ngx_umlo_fetch_unstage(job) != 0) {
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+            return;
+        }
+    }
+
+    json_array_foreach(job->pending, i, page) {
+
+        if (job->prereq_done) {
+            rc = ngx_umlo_fetch_write_users(job, page);
+
+        } else {
+            text = json_dumps(page, JSON_COMPACT);
+            rc = text ? ngx_umlo_store_append(&job->store,
+                                              "RPUSH "
+                                              NGX_UMLO_KEY_GEN_STAGE " %s",
+                                              job->org, job->gen, text)
+                      : -1;
+            free(text);
+
+            if (rc != 0) {
+                ngx_umlo_fetch_fail(job, "redis", "%s",
+                                    job->store.error[0] ? job->store.error
+                                                        : "out of memory");
+            }
+
+            job->staged = 1;
+        }
+
+        if (rc != 0) {
+            json_array_clear(job->pending);
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+            return;
+        }
+    }
+
+    json_array_clear(job->pending);
 }
 
 
@@ -1154,8 +1231,6 @@ ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 {
     ngx_umlo_fetch_ctx_t  *ctx = req->data;
 
-    int              rc;
-    char            *text;
     json_t          *data;
     const char      *next;
     ngx_umlo_job_t  *job;
@@ -1169,27 +1244,9 @@ ngx_umlo_fetch_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     job->users_fetched += json_array_size(data);
 
-    if (job->prereq_done) {
-        rc = ngx_umlo_fetch_write_users(job, data);
-
-    } else {
-        /* product access needs every group's grants: park the page */
-        text = json_dumps(data, JSON_COMPACT);
-        rc = text ? ngx_umlo_store_append(&job->store,
-                                          "RPUSH " NGX_UMLO_KEY_GEN_STAGE
-                                          " %s", job->org, job->gen, text)
-                  : -1;
-        free(text);
-
-        if (rc != 0) {
-            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
-        }
-
-        job->staged = 1;
-    }
-
-    if (rc != 0) {
-        ngx_umlo_api_abort(api, "%s", job->error);
+    /* stored by the idle hook, once the next page is on its way */
+    if (json_array_append(job->pending, data) != 0) {
+        ngx_umlo_fetch_abort(job, "users", "out of memory");
         ngx_umlo_fetch_ctx_free(ctx);
         return;
     }

@@ -54,6 +54,7 @@ struct ngx_umlo_job_s {
     unsigned                 prereq_pending;  /* workspaces, groups and
                                                  grant chains: users wait */
     json_t                  *grant_queue;     /* [group id, directory] */
+    json_t                  *pending;         /* users pages to store */
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
