@@ -7,6 +7,8 @@
  */
 
 
+#define _GNU_SOURCE
+
 #include "ngx_umlo_metrics.h"
 
 #include <stdlib.h>
@@ -32,6 +34,8 @@ typedef struct {
 
 static json_t *ngx_umlo_metrics_values(ngx_umlo_snap_t *snap, int field);
 static json_t *ngx_umlo_metrics_windows(const uint64_t *counts);
+static int ngx_umlo_metrics_by_host(const void *a, const void *b,
+    void *data);
 
 
 json_t *
@@ -153,17 +157,31 @@ ngx_umlo_metrics_build(ngx_umlo_snap_t *snap, int64_t now_ms)
 
     free(pm);
 
-    /* sites as an array in host order: JSON objects keep no order */
+    /* sites as an array, in host order */
     {
-        json_t      *list, *s;
-        const char  *host;
+        json_t    *list, *s;
+        uint32_t  *order;
 
         list = json_array();
+        order = malloc((snap->nsites ? snap->nsites : 1) * sizeof(uint32_t));
 
-        json_object_foreach(sites, host, s) {
-            json_array_append(list, s);
+        if (list != NULL && order != NULL) {
+            for (i = 0; i < snap->nsites; i++) {
+                order[i] = i;
+            }
+
+            qsort_r(order, snap->nsites, sizeof(uint32_t),
+                    ngx_umlo_metrics_by_host, snap);
+
+            for (i = 0; i < snap->nsites; i++) {
+                s = json_object_get(sites, snap->sites[order[i]].host);
+                if (s != NULL) {
+                    json_array_append(list, s);
+                }
+            }
         }
 
+        free(order);
         json_decref(sites);
         sites = list;
     }
@@ -234,4 +252,14 @@ ngx_umlo_metrics_windows(const uint64_t *counts)
     }
 
     return out;
+}
+
+
+static int
+ngx_umlo_metrics_by_host(const void *a, const void *b, void *data)
+{
+    ngx_umlo_snap_t  *snap = data;
+
+    return strcmp(snap->sites[*(const uint32_t *) a].host,
+                  snap->sites[*(const uint32_t *) b].host);
 }

@@ -775,6 +775,20 @@ ngx_umlo_snap_days(int64_t y, int64_t m, int64_t d)
 
 
 static int
+ngx_umlo_snap_mdays(int y, int m)
+{
+    static const int  days[] = { 31, 28, 31, 30, 31, 30,
+                                 31, 31, 30, 31, 30, 31 };
+
+    if (m == 2 && y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) {
+        return 29;
+    }
+
+    return days[m - 1];
+}
+
+
+static int
 ngx_umlo_snap_num(const char **p, const char *end, int digits, int *v)
 {
     int  i;
@@ -807,7 +821,7 @@ ngx_umlo_snap_time(const char *s, size_t len, int64_t *ms)
     if (ngx_umlo_snap_num(&p, end, 4, &y) || p >= end || *p++ != '-'
         || ngx_umlo_snap_num(&p, end, 2, &mo) || p >= end || *p++ != '-'
         || ngx_umlo_snap_num(&p, end, 2, &d)
-        || mo < 1 || mo > 12 || d < 1 || d > 31)
+        || mo < 1 || mo > 12 || d < 1 || d > ngx_umlo_snap_mdays(y, mo))
     {
         return -1;
     }

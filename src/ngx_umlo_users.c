@@ -394,23 +394,34 @@ ngx_umlo_users_csv(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
 static void
 ngx_umlo_users_csv_write(ngx_http_request_t *r)
 {
-    ssize_t                n;
-    ngx_int_t              rc;
-    ngx_buf_t             *b;
-    ngx_chain_t           *cl;
-    ngx_umlo_users_ctx_t  *ctx;
+    ssize_t                    n;
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_chain_t               *cl, *out;
+    ngx_event_t               *wev;
+    ngx_umlo_users_ctx_t      *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
+    wev = r->connection->write;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                      "umlo: client timed out during a CSV export");
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
 
     for ( ;; ) {
 
-        /* wait while the client has not taken what was sent */
-        if (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED
-            || ctx->busy != NULL)
+        /* a slow client: wait until what was sent has been taken */
+        if (ctx->busy != NULL
+            || (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED))
         {
+            out = NULL;
             rc = ngx_http_output_filter(r, NULL);
 
-            ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, NULL,
+            ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
                                     (ngx_buf_tag_t) &ngx_umlo_module);
 
             if (rc == NGX_ERROR) {
@@ -418,16 +429,26 @@ ngx_umlo_users_csv_write(ngx_http_request_t *r)
                 return;
             }
 
-            if (ctx->busy != NULL) {
+            if (ctx->busy != NULL
+                || (r->connection->buffered & NGX_HTTP_WRITE_BUFFERED))
+            {
                 r->write_event_handler = ngx_umlo_users_csv_write;
 
-                if (ngx_handle_write_event(r->connection->write, 0)
-                    != NGX_OK)
-                {
+                clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+                if (!wev->delayed) {
+                    ngx_add_timer(wev, clcf->send_timeout);
+                }
+
+                if (ngx_handle_write_event(wev, clcf->send_lowat) != NGX_OK) {
                     ngx_http_finalize_request(r, NGX_ERROR);
                 }
 
                 return;
+            }
+
+            if (wev->timer_set) {
+                ngx_del_timer(wev);
             }
         }
 
@@ -461,26 +482,29 @@ ngx_umlo_users_csv_write(ngx_http_request_t *r)
             return;
         }
 
-        b->last += n;
-
         if (n == 0) {
-            b->last_buf = (r == r->main) ? 1 : 0;
-            b->last_in_chain = 1;
-            b->sync = 1;
+            /* back to the free list; the end is a buffer without data */
+            cl->next = ctx->free;
+            ctx->free = cl;
+
+            rc = ngx_http_send_special(r, NGX_HTTP_LAST);
+            ngx_http_finalize_request(r, rc);
+            return;
         }
 
-        rc = ngx_http_output_filter(r, cl);
+        b->last += n;
 
-        ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &cl,
+        /* a full buffer goes out now: no waiting for postpone_output */
+        b->flush = 1;
+
+        out = cl;
+        rc = ngx_http_output_filter(r, out);
+
+        ngx_chain_update_chains(r->pool, &ctx->free, &ctx->busy, &out,
                                 (ngx_buf_tag_t) &ngx_umlo_module);
 
         if (rc == NGX_ERROR) {
             ngx_http_finalize_request(r, NGX_ERROR);
-            return;
-        }
-
-        if (n == 0) {
-            ngx_http_finalize_request(r, rc);
             return;
         }
     }
