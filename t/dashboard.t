@@ -295,14 +295,22 @@ subtest 'each worker loads the snapshot itself; all answers agree' => sub {
             $dash{ encode_json($j) }++;
             $gens{ $j->{generation} }++;
         } else {
+            # the cursor holds the time of the first page: it may differ
+            $j->{links}{next} = defined $j->{links}{next} ? 'a cursor' : undef;
             $list{ encode_json($j) }++;
             $gens{ $j->{meta}{generation} }++;
         }
     }
     is_deeply \%status, { 200 => scalar @bodies }, scalar(@bodies) . ' concurrent requests: all 200';
     is_deeply [ keys %gens ], [$g], "all from generation $g";
-    is scalar keys %dash, 1, 'every dashboard answer is the same (but computed_at)';
-    is scalar keys %list, 1, 'every list answer is the same';
+    is scalar keys %dash, 1, 'every dashboard answer is the same (but computed_at)' or do {
+        my ($x, $y) = map { decode_json($_) } keys %dash;
+        diag 'first difference: ' . (json_diff($y, $x) // 'none');
+    };
+    is scalar keys %list, 1, 'every list answer is the same' or do {
+        my ($x, $y) = map { decode_json($_) } keys %list;
+        diag 'first difference: ' . (json_diff($y, $x) // 'none') . "\ncounts: @{[ values %list ]}";
+    };
     is scalar @pids, 2, 'both workers loaded the generation (' . join(', ', @pids) . ')';
     my %w = map { $_ => 1 } @workers;
     ok !grep({ !$w{$_} } @pids), 'in the worker processes';

@@ -5,7 +5,8 @@ use utf8;
 # umlo_users CSV export: format=csv and Accept: text/csv, the header, one
 # row per matching user in the order of the JSON pages, RFC 4180 quoting,
 # formula-injection safety, and large exports streamed in full (also to a
-# slow reader, and to one that leaves half way).
+# slow reader; a stalled one is dropped after send_timeout; readers that
+# leave half way harm nothing).
 
 use Test::More;
 use Encode ();
@@ -235,6 +236,15 @@ subtest 'Accept: text/csv, with filters and sort in a context' => sub {
     my $j = req($t, GET => '/umlo/users?limit=2', headers => { Accept => 'application/json' });
     like $j->{headers}{'content-type'}, qr{^application/json}, 'Accept: application/json stays JSON';
     endings_ok('Accept: text/csv');
+    {
+        local $TODO = 'module bug: ngx_umlo_users_wants_csv() looks for the substring "text/csv" in Accept, '
+            . 'ignoring q-values and an explicit format=json';
+        for my $c ([ 'format=json', 'text/csv', 'an explicit format=json wins over Accept: text/csv' ],
+                   [ '', 'text/csv;q=0', 'Accept: text/csv;q=0 (not acceptable) is not a request for CSV' ]) {
+            my $r = http_raw("/umlo/users?limit=1&$c->[0]", headers => { Accept => $c->[1] }, idle => 0.5);
+            like $r->{headers}{'content-type'} // '', qr{^application/json}, $c->[2];
+        }
+    }
 };
 
 subtest 'RFC 4180 quoting and formula injection' => sub {
