@@ -21,12 +21,13 @@ typedef struct {
     ngx_queue_t               queue;
     ngx_http_request_t       *request;
     ngx_umlo_cache_ready_pt   ready;
-    long long                 gen;
+    long long                 version;
 } ngx_umlo_cache_waiter_t;
 
 
 typedef struct {
     long long                 gen;
+    long long                 version;
     char                     *summary;
     char                     *org;
     ngx_umlo_store_conf_t     redis;
@@ -39,21 +40,27 @@ typedef struct {
 
 /* per worker: nginx runs handlers on one thread */
 static ngx_umlo_snapref_t  *ngx_umlo_current;
-static long long            ngx_umlo_loading;       /* gen, 0: none */
+static long long            ngx_umlo_loading;       /* version, 0: none */
 static ngx_queue_t          ngx_umlo_waiters;
 static ngx_uint_t           ngx_umlo_waiters_init;
 
 
 static const char  ngx_umlo_cache_script[] =
-    "return redis.call('HMGET', KEYS[1], 'gen', 'json')";
+    "return redis.call('HMGET', KEYS[1], 'gen', 'json', 'rev')";
+
+/*
+ * A snapshot's version: its generation, and how many selective syncs
+ * changed it since (the "rev" field of "current", reset by every swap).
+ */
+#define NGX_UMLO_REV_SPAN  1000000LL
 
 
 static void ngx_umlo_cache_current(redisReply *reply, void *data);
 static void ngx_umlo_cache_wait(ngx_http_request_t *r,
-    ngx_umlo_cache_ready_pt ready, long long gen);
+    ngx_umlo_cache_ready_pt ready, long long version);
 static void ngx_umlo_cache_unwait(void *data);
-static ngx_int_t ngx_umlo_cache_load(ngx_http_request_t *r, long long gen,
-    const char *summary, size_t len);
+static ngx_int_t ngx_umlo_cache_load(ngx_http_request_t *r,
+    long long version, const char *summary, size_t len);
 static void ngx_umlo_cache_thread(void *data, ngx_log_t *log);
 static void ngx_umlo_cache_loaded(ngx_event_t *ev);
 static void ngx_umlo_cache_wake(ngx_uint_t rc, const char *error);
@@ -122,8 +129,8 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
 {
     ngx_http_request_t  *r = data;
 
-    long long                 gen;
-    redisReply               *g, *json;
+    long long                 gen, version;
+    redisReply               *g, *json, *rev;
     ngx_umlo_main_conf_t     *umcf;
     ngx_umlo_snapref_t       *ref;
     ngx_umlo_cache_ctx_t     *ctx;
@@ -134,7 +141,7 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
     ready = ctx->ready;
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
-        || reply->elements != 2)
+        || reply->elements != 3)
     {
         ready(r, NULL, NGX_UMLO_CACHE_REDIS,
               reply && reply->type == REDIS_REPLY_ERROR
@@ -144,8 +151,12 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
 
     g = reply->element[0];
     json = reply->element[1];
+    rev = reply->element[2];
 
     gen = (g->type == REDIS_REPLY_STRING) ? strtoll(g->str, NULL, 10) : 0;
+    version = gen * NGX_UMLO_REV_SPAN
+              + ((rev->type == REDIS_REPLY_STRING)
+                 ? strtoll(rev->str, NULL, 10) % NGX_UMLO_REV_SPAN : 0);
 
     if (gen <= 0) {
         ready(r, NULL, NGX_UMLO_CACHE_NO_SNAPSHOT,
@@ -154,16 +165,18 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
         return;
     }
 
-    if (ngx_umlo_current != NULL && ngx_umlo_current->snap->gen >= gen) {
+    if (ngx_umlo_current != NULL
+        && ngx_umlo_current->snap->version >= version)
+    {
         ref = ngx_umlo_current;
         ref->refs++;
         ready(r, ref, NGX_UMLO_CACHE_OK, NULL);
         return;
     }
 
-    if (ngx_umlo_loading != gen) {
+    if (ngx_umlo_loading != version) {
         if (ngx_umlo_loading == 0
-            && ngx_umlo_cache_load(r, gen,
+            && ngx_umlo_cache_load(r, version,
                                    json->type == REDIS_REPLY_STRING
                                    ? json->str : NULL,
                                    json->type == REDIS_REPLY_STRING
@@ -177,13 +190,13 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
     }
 
     /* a load is running: wait for it (and for ours, if it is older) */
-    ngx_umlo_cache_wait(r, ready, gen);
+    ngx_umlo_cache_wait(r, ready, version);
 }
 
 
 static void
 ngx_umlo_cache_wait(ngx_http_request_t *r, ngx_umlo_cache_ready_pt ready,
-    long long gen)
+    long long version)
 {
     ngx_pool_cleanup_t       *cln;
     ngx_umlo_cache_waiter_t  *w;
@@ -202,7 +215,7 @@ ngx_umlo_cache_wait(ngx_http_request_t *r, ngx_umlo_cache_ready_pt ready,
     w = cln->data;
     w->request = r;
     w->ready = ready;
-    w->gen = gen;
+    w->version = version;
 
     /* a request torn down while waiting must leave the queue */
     cln->handler = ngx_umlo_cache_unwait;
@@ -224,7 +237,7 @@ ngx_umlo_cache_unwait(void *data)
 
 
 static ngx_int_t
-ngx_umlo_cache_load(ngx_http_request_t *r, long long gen,
+ngx_umlo_cache_load(ngx_http_request_t *r, long long version,
     const char *summary, size_t len)
 {
     ngx_pool_t             *pool;
@@ -247,7 +260,8 @@ ngx_umlo_cache_load(ngx_http_request_t *r, long long gen,
 
     load = task->ctx;
     load->pool = pool;
-    load->gen = gen;
+    load->version = version;
+    load->gen = version / NGX_UMLO_REV_SPAN;
 
     /* copies: the thread must not read the configuration or Redis reply */
     load->org = ngx_pcalloc(pool, umcf->org.len + 1);
@@ -282,7 +296,7 @@ ngx_umlo_cache_load(ngx_http_request_t *r, long long gen,
         return NGX_ERROR;
     }
 
-    ngx_umlo_loading = gen;
+    ngx_umlo_loading = version;
 
     return NGX_OK;
 }
@@ -340,6 +354,7 @@ ngx_umlo_cache_thread(void *data, ngx_log_t *log)
         load->snap = NULL;
 
     } else {
+        load->snap->version = load->version;
         load->snap->metrics = ngx_umlo_metrics_build(load->snap,
                                                      (int64_t) ngx_time()
                                                      * 1000);
@@ -391,7 +406,7 @@ ngx_umlo_cache_loaded(ngx_event_t *ev)
 
     /* requests still using the old snapshot keep their reference */
     if (ngx_umlo_current == NULL
-        || ngx_umlo_current->snap->gen < ref->snap->gen)
+        || ngx_umlo_current->snap->version < ref->snap->version)
     {
         ngx_umlo_cache_release(ngx_umlo_current);
         ngx_umlo_current = ref;
@@ -440,7 +455,7 @@ ngx_umlo_cache_wake(ngx_uint_t rc, const char *error)
 
         ref = ngx_umlo_current;
 
-        if (ref != NULL && ref->snap->gen >= w->gen) {
+        if (ref != NULL && ref->snap->version >= w->version) {
             w->request = NULL;
             ref->refs++;
             w->ready(r, ref, NGX_UMLO_CACHE_OK, NULL);
@@ -460,7 +475,7 @@ ngx_umlo_cache_wake(ngx_uint_t rc, const char *error)
 
     ngx_queue_add(&ngx_umlo_waiters, &later);
 
-    if (ngx_umlo_cache_load(w->request, w->gen, NULL, 0) != NGX_OK) {
+    if (ngx_umlo_cache_load(w->request, w->version, NULL, 0) != NGX_OK) {
         ngx_umlo_cache_wake(NGX_UMLO_CACHE_FAILED,
                             "the snapshot could not be loaded");
     }

@@ -472,6 +472,11 @@ ngx_umlo_fetch_selective(ngx_umlo_job_t *job)
                                   (json_int_t) (n - json_object_size(found))));
     json_decref(found);
 
+    /* readers holding this generation in memory see it changed */
+    (void) ngx_umlo_store_append(&job->store,
+                                 "HINCRBY " NGX_UMLO_KEY_CURRENT " rev 1",
+                                 job->org);
+
     r = ngx_umlo_store_command(&job->store, "EXEC");
     if (r == NULL) {
         ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);

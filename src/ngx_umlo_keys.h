@@ -24,7 +24,10 @@
 /* string: id of a sync that a DELETE asked to stop */
 #define NGX_UMLO_KEY_CANCEL      "umlo:{%s}:cancel"
 
-/* hash: the current snapshot: gen, sync_id, data_as_of, counts */
+/*
+ * hash: the current snapshot: "gen", "json" (its summary) and "rev",
+ * bumped by every selective sync and reset by every full one
+ */
 #define NGX_UMLO_KEY_CURRENT     "umlo:{%s}:current"
 
 /* list: JSON summaries of finished syncs, newest first */

@@ -97,6 +97,7 @@ typedef struct ngx_umlo_snap_chunk_s  ngx_umlo_snap_chunk_t;
 
 typedef struct {
     long long                 gen;
+    long long                 version;        /* gen and selective syncs */
     char                     *sync_id;
     char                     *data_as_of;     /* ISO 8601, or NULL */
     char                     *activity_as_of; /* ISO 8601, or NULL */

@@ -51,7 +51,8 @@ static const char  ngx_umlo_store_swap_lua[] =
     NGX_UMLO_STORE_DROP_LUA
     "if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end"
     " local old = redis.call('HGET', KEYS[2], 'gen')"
-    " redis.call('HSET', KEYS[2], 'gen', ARGV[3], 'json', ARGV[4])"
+    " redis.call('HSET', KEYS[2], 'gen', ARGV[3], 'json', ARGV[4],"
+    " 'rev', 0)"
     " redis.call('ZREM', KEYS[4], ARGV[3])"
     " if old and old ~= ARGV[3] then"
     "  redis.call('ZADD', KEYS[3], ARGV[5] + ARGV[6], old)"

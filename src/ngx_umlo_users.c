@@ -41,6 +41,7 @@ static void ngx_umlo_users_cleanup(void *data);
 static ngx_int_t ngx_umlo_users_unavailable(ngx_http_request_t *r,
     ngx_uint_t rc, const char *error);
 static ngx_int_t ngx_umlo_users_wants_csv(ngx_http_request_t *r);
+static ngx_int_t ngx_umlo_users_qvalue(u_char *p, u_char *end);
 static void ngx_umlo_dashboard_ready(ngx_http_request_t *r,
     ngx_umlo_snapref_t *ref, ngx_uint_t rc, const char *error);
 static void ngx_umlo_dashboard_status(redisReply *reply, void *data);
@@ -550,14 +551,30 @@ ngx_umlo_users_unavailable(ngx_http_request_t *r, ngx_uint_t rc,
 }
 
 
-/* Accept: text/csv asks for the export as well as format=csv does */
+/*
+ * Without a "format" parameter, "Accept" chooses: CSV when it accepts
+ * text/csv (q > 0) more than application/json, or as much and first.
+ */
 
 static ngx_int_t
 ngx_umlo_users_wants_csv(ngx_http_request_t *r)
 {
+    u_char           *p, *last, *end, *semi;
+    ngx_int_t         q, q_csv, q_json, pos, pos_csv, pos_json;
+    ngx_str_t         value;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &value) == NGX_OK) {
+        return 0;
+    }
+
+    q_csv = -1;
+    q_json = -1;
+    pos_csv = 0;
+    pos_json = 0;
+    pos = 0;
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -574,18 +591,86 @@ ngx_umlo_users_wants_csv(ngx_http_request_t *r)
             i = 0;
         }
 
-        if (h[i].key.len == 6
-            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept", 6) == 0
-            && ngx_strlcasestrn(h[i].value.data,
-                                h[i].value.data + h[i].value.len,
-                                (u_char *) "text/csv", 8 - 1)
-               != NULL)
+        if (h[i].key.len != 6
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Accept", 6) != 0)
         {
-            return 1;
+            continue;
+        }
+
+        p = h[i].value.data;
+        last = p + h[i].value.len;
+
+        while (p < last) {
+            end = ngx_strlchr(p, last, ',');
+            if (end == NULL) {
+                end = last;
+            }
+
+            while (p < end && *p == ' ') {
+                p++;
+            }
+
+            semi = ngx_strlchr(p, end, ';');
+            q = ngx_umlo_users_qvalue(semi ? semi : end, end);
+            pos++;
+
+            if ((semi ? semi : end) - p >= 8
+                && ngx_strncasecmp(p, (u_char *) "text/csv", 8) == 0)
+            {
+                q_csv = q;
+                pos_csv = pos;
+
+            } else if ((semi ? semi : end) - p >= 16
+                       && ngx_strncasecmp(p, (u_char *) "application/json",
+                                          16) == 0)
+            {
+                q_json = q;
+                pos_json = pos;
+            }
+
+            p = end + 1;
         }
     }
 
-    return 0;
+    return q_csv > 0
+           && (q_csv > q_json || (q_csv == q_json && pos_csv < pos_json));
+}
+
+
+/* the q parameter of a media range, in thousandths (1000 when absent) */
+
+static ngx_int_t
+ngx_umlo_users_qvalue(u_char *p, u_char *end)
+{
+    ngx_int_t  q, scale;
+
+    for ( /* void */ ; p + 2 < end; p++) {
+        if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '='
+            && (p[-1] == ';' || p[-1] == ' '))
+        {
+            p += 2;
+
+            if (*p == '1') {
+                return 1000;
+            }
+
+            q = 0;
+
+            if (*p++ == '0' && p < end && *p == '.') {
+                for (scale = 100, p++; p < end && scale; scale /= 10, p++) {
+                    if (*p < '0' || *p > '9') {
+                        break;
+                    }
+
+                    q += (*p - '0') * scale;
+                }
+            }
+
+            return q;
+        }
+    }
+
+    return 1000;
 }
 
 
