@@ -278,14 +278,7 @@ ngx_umlo_cache_load(ngx_http_request_t *r, long long version,
         ngx_memcpy(load->summary, summary, len);
     }
 
-    load->redis.host = (char *) umcf->redis_host.data;
-    load->redis.port = umcf->redis_port;
-    load->redis.unix_path = umcf->redis_unix.len
-                            ? (char *) umcf->redis_unix.data : NULL;
-    load->redis.password = umcf->redis_password.len
-                           ? (char *) umcf->redis_password.data : NULL;
-    load->redis.db = (int) umcf->redis_db;
-    load->redis.timeout_ms = (unsigned) umcf->redis_timeout;
+    ngx_umlo_store_conf(umcf, &load->redis);
 
     task->handler = ngx_umlo_cache_thread;
     task->event.handler = ngx_umlo_cache_loaded;

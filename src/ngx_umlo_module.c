@@ -10,6 +10,7 @@
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
+#include "ngx_umlo_store.h"
 
 #include <curl/curl.h>
 
@@ -651,6 +652,20 @@ ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *secret,
     secret->len = n;
 
     return NGX_OK;
+}
+
+
+void
+ngx_umlo_store_conf(ngx_umlo_main_conf_t *umcf, ngx_umlo_store_conf_t *conf)
+{
+    conf->host = (char *) umcf->redis_host.data;
+    conf->port = umcf->redis_port;
+    conf->unix_path = umcf->redis_unix.len
+                      ? (char *) umcf->redis_unix.data : NULL;
+    conf->password = umcf->redis_password.len
+                     ? (char *) umcf->redis_password.data : NULL;
+    conf->db = (int) umcf->redis_db;
+    conf->timeout_ms = (unsigned) umcf->redis_timeout;
 }
 
 

@@ -60,4 +60,11 @@ typedef struct {
 extern ngx_module_t  ngx_umlo_module;
 
 
+struct ngx_umlo_store_conf_s;
+
+/* The thread side's Redis settings, pointing into the configuration. */
+void ngx_umlo_store_conf(ngx_umlo_main_conf_t *umcf,
+    struct ngx_umlo_store_conf_s *conf);
+
+
 #endif /* _NGX_UMLO_MODULE_H_INCLUDED_ */

@@ -18,7 +18,7 @@
 #define NGX_UMLO_STORE_ERRLEN  256
 
 
-typedef struct {
+typedef struct ngx_umlo_store_conf_s {
     const char    *host;         /* numeric address, or NULL */
     int            port;
     const char    *unix_path;    /* or NULL */

@@ -346,14 +346,7 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
     ngx_memcpy(job->api_key, umcf->api_key.data, umcf->api_key.len);
     ngx_memcpy(job->org, umcf->org.data, umcf->org.len);
 
-    job->redis.host = (char *) umcf->redis_host.data;
-    job->redis.port = umcf->redis_port;
-    job->redis.unix_path = umcf->redis_unix.len
-                           ? (char *) umcf->redis_unix.data : NULL;
-    job->redis.password = umcf->redis_password.len
-                          ? (char *) umcf->redis_password.data : NULL;
-    job->redis.db = (int) umcf->redis_db;
-    job->redis.timeout_ms = (unsigned) umcf->redis_timeout;
+    ngx_umlo_store_conf(umcf, &job->redis);
 
     job->concurrency = (unsigned) umcf->sync_concurrency;
     job->timeout_ms = (unsigned) umcf->sync_timeout;

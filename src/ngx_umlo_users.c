@@ -26,6 +26,8 @@ typedef struct {
 } ngx_umlo_users_ctx_t;
 
 
+static ngx_int_t ngx_umlo_users_start(ngx_http_request_t *r,
+    ngx_umlo_cache_ready_pt ready);
 static ngx_int_t ngx_umlo_users_path(ngx_http_request_t *r, ngx_str_t *rest);
 static void ngx_umlo_users_ready(ngx_http_request_t *r,
     ngx_umlo_snapref_t *ref, ngx_uint_t rc, const char *error);
@@ -50,23 +52,21 @@ static void ngx_umlo_dashboard_status(redisReply *reply, void *data);
 ngx_int_t
 ngx_umlo_users_handler(ngx_http_request_t *r)
 {
-    ngx_int_t  rc;
-
-    rc = ngx_http_discard_request_body(r);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_umlo_send_not_allowed(r, "GET, HEAD");
-    }
-
-    return ngx_umlo_cache_get(r, ngx_umlo_users_ready);
+    return ngx_umlo_users_start(r, ngx_umlo_users_ready);
 }
 
 
 ngx_int_t
 ngx_umlo_dashboard_handler(ngx_http_request_t *r)
+{
+    return ngx_umlo_users_start(r, ngx_umlo_dashboard_ready);
+}
+
+
+/* both read the snapshot: GET and HEAD only, then the worker's copy */
+
+static ngx_int_t
+ngx_umlo_users_start(ngx_http_request_t *r, ngx_umlo_cache_ready_pt ready)
 {
     ngx_int_t  rc;
 
@@ -79,7 +79,7 @@ ngx_umlo_dashboard_handler(ngx_http_request_t *r)
         return ngx_umlo_send_not_allowed(r, "GET, HEAD");
     }
 
-    return ngx_umlo_cache_get(r, ngx_umlo_dashboard_ready);
+    return ngx_umlo_cache_get(r, ready);
 }
 
 
