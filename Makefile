@@ -85,6 +85,7 @@ demo: $(MODULE)
 
 bench: check-deps $(MODULE)
 	python3 bench/sync_bench.py $(BENCH_ARGS)
+	python3 bench/users_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)
