@@ -5,6 +5,7 @@
 #   make test       build and run the whole suite (prove -r t)
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
+#   make test-asan  the suite against that build
 
 NGX_SRC   ?= /usr/share/nginx/src
 BUILD     := build
@@ -21,7 +22,7 @@ WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps test demo asan bench clean
+.PHONY: all deps check-deps test test-asan demo asan bench clean
 
 all: $(MODULE)
 
@@ -79,6 +80,15 @@ asan: $(ASAN_SO)
 
 test: check-deps $(MODULE)
 	prove -r t
+
+# The suite against the sanitized module: an ASan or UBSan report aborts
+# the worker, and every test fails on the "[alert] ... exited on signal".
+test-asan: check-deps $(ASAN_SO)
+	UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
+	UMLO_NGINX_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
+	UMLO_TIMEOUT_FACTOR=3 prove -r t
 
 demo: $(MODULE)
 	@bash demo/run
