@@ -21,6 +21,15 @@ ngx_int_t ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
 
 /*
+ * Sends a 200 JSON body (without its final newline) that stays valid
+ * until the request ends, with a strong ETag of its bytes and
+ * "Cache-Control: no-cache": a client that sends the ETag back in
+ * If-None-Match gets 304 without the body (nginx's not_modified filter).
+ */
+ngx_int_t ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body,
+    size_t len);
+
+/*
  * Sends {"error": {"status", "code", "message"}}; the message names the
  * problem and, where it helps, what to do about it.
  */

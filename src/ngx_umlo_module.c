@@ -10,6 +10,7 @@
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
+#include "ngx_umlo_results.h"
 #include "ngx_umlo_store.h"
 
 #include <curl/curl.h>
@@ -146,6 +147,13 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_users_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, users_cache),
+      NULL },
+
     { ngx_string("umlo_sync"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
@@ -238,6 +246,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->users_cache = NGX_CONF_UNSET_SIZE;
 
     return umcf;
 }
@@ -257,6 +266,7 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_size_value(umcf->users_cache, 32 * 1024 * 1024);
 
     if (umcf->sync_lease < 3000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -714,6 +724,7 @@ ngx_umlo_exit_process(ngx_cycle_t *cycle)
     ngx_umlo_redis_destroy(umcf->redis);
     umcf->redis = NULL;
 
+    ngx_umlo_results_exit();
     ngx_umlo_cache_exit();
 
     curl_global_cleanup();

@@ -110,6 +110,7 @@ ngx_umlo_snap_free(ngx_umlo_snap_t *snap)
     json_decref(snap->index);
     json_decref(snap->metrics);
     json_decref(snap->facets);
+    free(snap->dashboard);
     free(snap);
 }
 

@@ -123,6 +123,9 @@ typedef struct {
 
     json_t                   *metrics;        /* dashboard, built once */
     json_t                   *facets;         /* built on first use */
+    char                     *dashboard;      /* metrics as text, made on
+                                                 first use (event loop) */
+    size_t                    dashboard_len;
 
     /* private: building state and the arena */
     uint32_t                  cap_sites, cap_products, cap_groups;

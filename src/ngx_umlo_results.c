@@ -1,0 +1,364 @@
+/*
+ * Copyright (C) ngx_umlo authors
+ *
+ * The worker's cache of filtered lists: see ngx_umlo_results.h.
+ */
+
+
+#include "ngx_umlo_results.h"
+
+
+struct ngx_umlo_result_s {
+    ngx_str_node_t            sn;        /* key: version, then query key */
+    ngx_queue_t               lru;       /* while in the tree */
+    ngx_queue_t               waiters;
+    ngx_umlo_query_rows_t     rows;
+    size_t                    bytes;
+    ngx_uint_t                refs;      /* tree, filtering, requests */
+    ngx_umlo_snapref_t       *ref;       /* while filtering */
+    ngx_umlo_query_t         *query;     /* the filtering query's own */
+    ngx_thread_task_t         task;
+    unsigned                  in_tree:1;
+    unsigned                  pending:1;
+    unsigned                  failed:1;
+};
+
+
+typedef struct {
+    ngx_queue_t               queue;
+    ngx_http_request_t       *request;
+    ngx_umlo_results_pt       done;
+} ngx_umlo_results_waiter_t;
+
+
+/* per worker: nginx runs handlers on one thread */
+static ngx_rbtree_t          ngx_umlo_results_tree;
+static ngx_rbtree_node_t     ngx_umlo_results_sentinel;
+static ngx_queue_t           ngx_umlo_results_lru;     /* newest first */
+static size_t                ngx_umlo_results_used;
+static long long             ngx_umlo_results_version;
+static ngx_uint_t            ngx_umlo_results_init;
+
+
+static void ngx_umlo_results_flush(void);
+static void ngx_umlo_results_uncache(ngx_umlo_result_t *e);
+static ngx_int_t ngx_umlo_results_wait(ngx_http_request_t *r,
+    ngx_umlo_result_t *e, ngx_umlo_results_pt done);
+static void ngx_umlo_results_unwait(void *data);
+static void ngx_umlo_results_thread(void *data, ngx_log_t *log);
+static void ngx_umlo_results_filtered(ngx_event_t *ev);
+
+
+ngx_int_t
+ngx_umlo_results_get(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
+    ngx_umlo_query_t *q, int64_t now, ngx_umlo_results_pt done,
+    ngx_umlo_result_t **res, ngx_uint_t *how)
+{
+    char                  *key;
+    size_t                 klen;
+    u_char                *k;
+    uint32_t               hash;
+    ngx_str_t              str;
+    long long              version;
+    ngx_umlo_result_t     *e;
+    ngx_umlo_main_conf_t  *umcf;
+    ngx_umlo_query_err_t   err;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+
+    if (!ngx_umlo_results_init) {
+        ngx_rbtree_init(&ngx_umlo_results_tree, &ngx_umlo_results_sentinel,
+                        ngx_str_rbtree_insert_value);
+        ngx_queue_init(&ngx_umlo_results_lru);
+        ngx_umlo_results_init = 1;
+    }
+
+    version = ref->snap->version;
+
+    /* a sync swap or a selective sync: the old lists answer no one */
+    if (version > ngx_umlo_results_version) {
+        ngx_umlo_results_flush();
+        ngx_umlo_results_version = version;
+    }
+
+    key = ngx_umlo_query_key(q, &klen);
+    if (key == NULL) {
+        return NGX_ERROR;
+    }
+
+    k = ngx_alloc(sizeof(long long) + klen, ngx_cycle->log);
+    if (k == NULL) {
+        free(key);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(k, &version, sizeof(long long));
+    ngx_memcpy(k + sizeof(long long), key, klen);
+    free(key);
+
+    str.data = k;
+    str.len = sizeof(long long) + klen;
+    hash = ngx_crc32_long(str.data, str.len);
+
+    e = (ngx_umlo_result_t *) ngx_str_rbtree_lookup(&ngx_umlo_results_tree,
+                                                    &str, hash);
+
+    if (e != NULL) {
+        ngx_free(k);
+
+        if (e->pending) {
+            *how = NGX_UMLO_RESULTS_WAIT;
+            return ngx_umlo_results_wait(r, e, done);
+        }
+
+        ngx_queue_remove(&e->lru);
+        ngx_queue_insert_head(&ngx_umlo_results_lru, &e->lru);
+
+        e->refs++;
+        *res = e;
+        *how = NGX_UMLO_RESULTS_HIT;
+
+        return NGX_OK;
+    }
+
+    *how = NGX_UMLO_RESULTS_MISS;
+
+    e = ngx_calloc(sizeof(ngx_umlo_result_t), ngx_cycle->log);
+    if (e == NULL) {
+        ngx_free(k);
+        return NGX_ERROR;
+    }
+
+    e->sn.str = str;
+    e->sn.node.key = hash;
+    ngx_queue_init(&e->waiters);
+
+    /* its own query: the request's may end before the thread does */
+    e->query = ngx_umlo_query_parse(ref->snap, (char *) r->args.data,
+                                    r->args.len, now, &err);
+    if (e->query == NULL) {
+        ngx_free(k);
+        ngx_free(e);
+        return NGX_ERROR;
+    }
+
+    e->ref = ref;
+    ref->refs++;
+    e->pending = 1;
+    e->refs = 1;                               /* the filtering */
+
+    /* a list of an older version than the newest seen is not kept */
+    if (version == ngx_umlo_results_version) {
+        ngx_rbtree_insert(&ngx_umlo_results_tree, &e->sn.node);
+        ngx_queue_insert_head(&ngx_umlo_results_lru, &e->lru);
+        e->in_tree = 1;
+        e->refs++;
+    }
+
+    if (ngx_umlo_results_wait(r, e, done) != NGX_AGAIN) {
+        /* the entry stays, and the filtering goes on for any other */
+        r = NULL;
+    }
+
+    e->task.ctx = e;
+    e->task.handler = ngx_umlo_results_thread;
+    e->task.event.handler = ngx_umlo_results_filtered;
+    e->task.event.data = e;
+    e->task.event.log = ngx_cycle->log;
+
+    if (ngx_thread_task_post(umcf->thread_pool, &e->task) != NGX_OK) {
+        /* the queue is full: filter here rather than fail */
+        ngx_umlo_results_thread(e, ngx_cycle->log);
+        ngx_umlo_results_filtered(&e->task.event);
+    }
+
+    return r ? NGX_AGAIN : NGX_ERROR;
+}
+
+
+const ngx_umlo_query_rows_t *
+ngx_umlo_results_rows(ngx_umlo_result_t *res)
+{
+    return &res->rows;
+}
+
+
+void
+ngx_umlo_results_release(ngx_umlo_result_t *e)
+{
+    if (e == NULL || --e->refs > 0) {
+        return;
+    }
+
+    ngx_umlo_query_rows_free(&e->rows);
+    ngx_free(e->sn.str.data);
+    ngx_free(e);
+}
+
+
+void
+ngx_umlo_results_exit(void)
+{
+    if (ngx_umlo_results_init) {
+        ngx_umlo_results_flush();
+    }
+}
+
+
+static void
+ngx_umlo_results_flush(void)
+{
+    ngx_queue_t        *q;
+    ngx_umlo_result_t  *e;
+
+    while (!ngx_queue_empty(&ngx_umlo_results_lru)) {
+        q = ngx_queue_head(&ngx_umlo_results_lru);
+        e = ngx_queue_data(q, ngx_umlo_result_t, lru);
+        ngx_umlo_results_uncache(e);
+    }
+}
+
+
+/* out of the tree; freed when no request or filtering holds it */
+
+static void
+ngx_umlo_results_uncache(ngx_umlo_result_t *e)
+{
+    if (!e->in_tree) {
+        return;
+    }
+
+    ngx_rbtree_delete(&ngx_umlo_results_tree, &e->sn.node);
+    ngx_queue_remove(&e->lru);
+    e->in_tree = 0;
+
+    if (!e->pending) {
+        ngx_umlo_results_used -= e->bytes;
+    }
+
+    ngx_umlo_results_release(e);
+}
+
+
+static ngx_int_t
+ngx_umlo_results_wait(ngx_http_request_t *r, ngx_umlo_result_t *e,
+    ngx_umlo_results_pt done)
+{
+    ngx_pool_cleanup_t         *cln;
+    ngx_umlo_results_waiter_t  *w;
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_umlo_results_waiter_t));
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    w = cln->data;
+    w->request = r;
+    w->done = done;
+
+    /* a request torn down while waiting must leave the queue */
+    cln->handler = ngx_umlo_results_unwait;
+
+    ngx_queue_insert_tail(&e->waiters, &w->queue);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_umlo_results_unwait(void *data)
+{
+    ngx_umlo_results_waiter_t  *w = data;
+
+    if (w->request != NULL) {
+        ngx_queue_remove(&w->queue);
+        w->request = NULL;
+    }
+}
+
+
+/* a pool thread: reads the query and the immutable snapshot only */
+
+static void
+ngx_umlo_results_thread(void *data, ngx_log_t *log)
+{
+    ngx_umlo_result_t  *e = data;
+
+    if (ngx_umlo_query_filter(e->query, &e->rows) != 0) {
+        e->failed = 1;
+    }
+}
+
+
+static void
+ngx_umlo_results_filtered(ngx_event_t *ev)
+{
+    ngx_umlo_result_t  *e = ev->data;
+
+    size_t                      max;
+    ngx_queue_t                *q, *prev;
+    ngx_http_request_t         *r;
+    ngx_umlo_result_t          *old;
+    ngx_umlo_main_conf_t       *umcf;
+    ngx_umlo_results_waiter_t  *w;
+
+    umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_umlo_module);
+    max = umcf ? umcf->users_cache : 0;
+
+    e->pending = 0;
+
+    ngx_umlo_query_free(e->query);
+    e->query = NULL;
+    ngx_umlo_cache_release(e->ref);
+    e->ref = NULL;
+
+    e->bytes = sizeof(ngx_umlo_result_t) + e->sn.str.len
+               + e->rows.n * sizeof(uint32_t)
+               + (e->rows.dates ? e->rows.n * sizeof(int64_t) : 0);
+
+    if (e->in_tree) {
+        if (e->failed || e->bytes > max) {
+            e->bytes = 0;
+            ngx_umlo_results_uncache(e);
+
+        } else {
+            ngx_umlo_results_used += e->bytes;
+
+            /* the least recently used lists make room */
+            q = ngx_queue_last(&ngx_umlo_results_lru);
+
+            while (ngx_umlo_results_used > max
+                   && q != ngx_queue_sentinel(&ngx_umlo_results_lru))
+            {
+                prev = ngx_queue_prev(q);
+                old = ngx_queue_data(q, ngx_umlo_result_t, lru);
+
+                if (old != e && !old->pending) {
+                    ngx_umlo_results_uncache(old);
+                }
+
+                q = prev;
+            }
+        }
+    }
+
+    while (!ngx_queue_empty(&e->waiters)) {
+        q = ngx_queue_head(&e->waiters);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_umlo_results_waiter_t, queue);
+        r = w->request;
+        w->request = NULL;
+
+        if (e->failed) {
+            w->done(r, NULL);
+            continue;
+        }
+
+        e->refs++;
+        w->done(r, e);
+    }
+
+    /* the filtering's own reference */
+    ngx_umlo_results_release(e);
+}
