@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import random
 import re
 import select
 import shutil
@@ -63,6 +64,9 @@ WRK_TIMEOUT_S = 10
 CSV_STALL_S = 30
 
 PERF_HZ = 499
+
+# what --queries can choose
+QUERY_IDS = ("three", "text", "product", "varied", "varied-days", "refs", "dashboard", "csv")
 
 
 # --------------------------------------------------------------------- utils
@@ -439,19 +443,40 @@ class Nginx:
 # The script reports wrk's own latency statistics (microseconds) as one line,
 # and stops each thread after MAX requests per connection.
 WRK_LUA = """\
-local path = %(path)s
+local paths = {%(paths)s}
 local cap = %(cap)d
 local sent = 0
+local threads = {}
+local nthreads = 0
+hit, miss, wait = 0, 0, 0
+first = 0
 %(extra)s
+-- each thread walks its own part of the list, so that with a list longer
+-- than the run every request is a different one
+function setup(thread)
+  nthreads = nthreads + 1
+  thread:set("first", nthreads - 1)
+  table.insert(threads, thread)
+end
 function request()
   sent = sent + 1
   if sent > cap then
     wrk.thread:stop()
   end
-  return wrk.format(nil, path)
+  local n = #paths
+  local i = (first * math.floor(n / %(threads)d) + sent - 1) %% n + 1
+  return wrk.format(nil, paths[i])
 end
+%(response)s
 function done(summary, latency, requests)
   local e = summary.errors
+  local h, m, w = 0, 0, 0
+  for _, t in ipairs(threads) do
+    h = h + (t:get("hit") or 0)
+    m = m + (t:get("miss") or 0)
+    w = w + (t:get("wait") or 0)
+  end
+  io.write(string.format("UMLO-CACHE hit=%%d miss=%%d wait=%%d\\n", h, m, w))
   io.write(string.format(
     "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
     "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
@@ -464,17 +489,57 @@ end
 """
 
 
+VARIED_NAME = "varied: another query each request"
+VARIED_DAYS_NAME = "varied: three filters + sort, inactive_days 1–365"
+
+
+def varied_paths():
+    """16,224 different queries (so different filtered lists) in a fixed
+    shuffled order: q of two letters, three status choices, four sorts,
+    two orders."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    paths = []
+    for a in letters:
+        for b in letters:
+            for status in ("", "&status=active", "&status=suspended,deactivated"):
+                for sort in ("name", "email", "created", "last_active"):
+                    for order in ("asc", "desc"):
+                        paths.append("/umlo/users?q=%s%s%s&sort=%s&order=%s&limit=100"
+                                     % (a, b, status, sort, order))
+    random.Random(SEED).shuffle(paths)
+    return paths
+
+
+def cache_str(c):
+    """The module's X-Umlo-Cache answers counted by wrk."""
+    return "hit %d / miss %d / wait %d" % (c.get("hit", 0), c.get("miss", 0), c.get("wait", 0))
+
+
 def lua_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write_lua(tmp, name, path, conns_per_thread, ping=False):
+# counts the module's X-Umlo-Cache answers (hit, miss, wait); only for the
+# varied loads, as a response() callback costs wrk some CPU
+WRK_LUA_RESPONSE = """\
+function response(status, headers, body)
+  local c = headers["X-Umlo-Cache"]
+  if c == "hit" then hit = hit + 1
+  elseif c == "miss" then miss = miss + 1
+  elseif c == "wait" then wait = wait + 1 end
+end
+"""
+
+
+def write_lua(tmp, name, paths, conns_per_thread, threads, ping=False, count=False):
     extra = ""
     if ping:
         extra = ('wrk.headers["Connection"] = "close"\n'
                  "function delay()\n  return %d\nend\n" % PING_DELAY_MS)
-    text = WRK_LUA % {"path": lua_str(path), "cap": MAX_REQUESTS_PER_CONN * conns_per_thread,
-                      "extra": extra}
+    text = WRK_LUA % {"paths": ",\n".join(lua_str(p) for p in paths),
+                      "cap": MAX_REQUESTS_PER_CONN * conns_per_thread,
+                      "threads": threads, "extra": extra,
+                      "response": WRK_LUA_RESPONSE if count else ""}
     fn = os.path.join(tmp, name)
     with open(fn, "w") as f:
         f.write(text)
@@ -484,12 +549,16 @@ def write_lua(tmp, name, path, conns_per_thread, ping=False):
 class Wrk:
     """One wrk process; its CPU use comes from wait4()'s rusage."""
 
-    def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False):
+    def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False,
+                 paths=None):
         self.threads = threads
         self.duration = duration
+        paths = paths or [path]
         name = "wrk-%d-%s.lua" % (os.getpid(), hashlib.sha1(
-            ("%s|%d|%d|%s" % (path, conns, threads, ping)).encode()).hexdigest()[:10])
-        script = write_lua(tmp, name, path, max(1, conns // threads), ping)
+            ("%s|%d|%d|%s|%d" % (path, conns, threads, ping, len(paths))).encode()
+        ).hexdigest()[:10])
+        script = write_lua(tmp, name, paths, max(1, conns // threads), threads, ping,
+                           count=len(paths) > 1)
         self.argv = [wrk_bin, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
                      "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", script,
                      "http://127.0.0.1:%d%s" % (port, path)]
@@ -519,6 +588,11 @@ class Wrk:
         if not m:
             raise RuntimeError("wrk gave no result (exit %s): %s" % (status, text[-500:]))
         r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+        c = re.search(r"^UMLO-CACHE (.*)$", text, re.M)
+        cache = {k: int(v) for k, v in (kv.split("=") for kv in c.group(1).split())} \
+            if c else {}
+        if not any(cache.values()):
+            cache = {}
         dur = r["duration_us"] / 1e6
         errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
         return {
@@ -532,6 +606,7 @@ class Wrk:
             "errors": int(errors), "non2xx": int(r["status"]),
             "timeouts": int(r["timeout"]),
             "cpu_s": ru.ru_utime + ru.ru_stime, "wall": wall,
+            "cache": cache,
         }
 
 
@@ -679,34 +754,50 @@ class Bench:
         if site is None:
             raise RuntimeError("no site in /umlo/users/facets: %r" % raw[:300])
         self.res["site"] = site
+        qsite = urllib.parse.quote(site, safe="")
         qs = [
-            ("three filters + sort",
+            ("three", "three filters + sort",
              "/umlo/users?site=%s&billable=true&inactive_days=90&sort=last_active&limit=100"
-             % urllib.parse.quote(site, safe=""), True),
+             % qsite, True),
             # the issue's example says q=ann, which no generated name or
             # email contains: "ana" (Ana, Hana, Tanaka) matches a few percent
-            ("text search + status, by name",
+            ("text", "text search + status, by name",
              "/umlo/users?q=ana&status=active&sort=name&limit=100", True),
-            ("product, never active",
+            ("product", "product, never active",
              "/umlo/users?product=jira-software&never_active=true&limit=100", True),
+            # every request another query: the module's cache of filtered
+            # lists cannot help, each answer is a cold miss
+            ("varied", VARIED_NAME, None, True),
+            # one list, seen with another inactive_days each time
+            ("varied-days", VARIED_DAYS_NAME, None, True),
             # references at one client only: where the time goes
-            ("no filter (org, by name)", "/umlo/users?limit=100", False),
-            ("three filters + sort, 1 row",
+            ("refs", "no filter (org, by name)", "/umlo/users?limit=100", False),
+            ("refs", "three filters + sort, 1 row",
              "/umlo/users?site=%s&billable=true&inactive_days=90&sort=last_active&limit=1"
-             % urllib.parse.quote(site, safe=""), False),
-            ("org, by last active", "/umlo/users?sort=last_active&limit=100", False),
-            ("one site, by name",
-             "/umlo/users?site=%s&limit=100" % urllib.parse.quote(site, safe=""), False),
+             % qsite, False),
+            ("refs", "org, by last active", "/umlo/users?sort=last_active&limit=100", False),
+            ("refs", "one site, by name", "/umlo/users?site=%s&limit=100" % qsite, False),
         ]
-        for name, path, main in qs:
+        for qid, name, path, main in qs:
+            if qid not in self.args.queries:
+                continue
+            paths = None
+            if qid == "varied":
+                paths = varied_paths()
+            elif qid == "varied-days":
+                paths = ["/umlo/users?site=%s&billable=true&inactive_days=%d&sort=last_active"
+                         "&limit=100" % (qsite, d) for d in range(1, 366)]
+            if paths:
+                path = paths[0]
             status, hdrs, body, secs = http_get(self.port, path)
             if status != 200:
                 raise RuntimeError("%s: %d %r" % (path, status, body[:300]))
             doc = json.loads(body)
             total = doc["meta"]["total"]
             self.res["queries"].append({"name": name, "path": path, "main": main,
-                                        "total": total, "rows": len(doc["data"]),
-                                        "bytes": len(body)})
+                                        "total": total if not paths else None,
+                                        "rows": len(doc["data"]),
+                                        "bytes": len(body), "paths": paths})
             log("  %-32s total %6d, %3d rows, %7d bytes  %s" % (
                 name, total, len(doc["data"]), len(body), path))
             if total == 0:
@@ -740,8 +831,9 @@ class Bench:
             if busy < 0.1 or waited >= self.args.quiet_wait:
                 return busy, waited
 
-    def load_run(self, kind, name, path, conns, duration, run):
-        """One wrk run of `path`, with the ping probe alongside."""
+    def load_run(self, kind, name, path, conns, duration, run, paths=None):
+        """One wrk run of `path` (or of `paths` in turn), with the ping probe
+        alongside."""
         a = self.args
         ng = self.nginx
         idle_busy, waited = self.wait_quiet()
@@ -750,7 +842,7 @@ class Bench:
         redis_t0 = proc_ticks(self.redis.proc.pid)
         sim_t0 = proc_ticks(self.sim.proc.pid)
         busy0, total0 = cpu_times()
-        main = Wrk(a.wrk, self.tmp, self.port, path, conns, threads, duration)
+        main = Wrk(a.wrk, self.tmp, self.port, path, conns, threads, duration, paths=paths)
         ping = None
         if not a.no_ping:
             ping = Wrk(a.wrk, self.tmp, self.port, "/ping", PING_CONNS, 1, duration, ping=True)
@@ -780,10 +872,11 @@ class Bench:
         row["waited"] = waited
         self.res["runs"].append(row)
         log("  %-30s c=%-3d run %d: p50 %s ms, p99 %s ms, %s req/s, ping p99 %s ms, "
-            "nginx %s, wrk %s, redis %s, machine %s, others %s%s" % (
+            "nginx %s, wrk %s, redis %s, machine %s, others %s%s%s" % (
                 name, conns, run, fmt_ms(m["p50"]), fmt_ms(m["p99"]), fmt_num(m["rps"], 1),
                 fmt_ms(p["p99"]) if p else "—", pct(row["nginx_cpu"]), pct(row["wrk_cpu"]),
                 pct(row["redis_cpu"]), pct(row["machine_busy"]), pct(row["other_cpu"]),
+                (", cache %s" % cache_str(m["cache"])) if m["cache"] else "",
                 (", %d errors, %d non-2xx" % (m["errors"], m["non2xx"]))
                 if m["errors"] or m["non2xx"] else ""))
         return row
@@ -997,22 +1090,25 @@ class Bench:
             self.ping_idle(min(a.duration, 5), run)
             for q in main:
                 for c in a.conns:
-                    self.load_run("users", q["name"], q["path"], c, a.duration, run)
+                    self.load_run("users", q["name"], q["path"], c, a.duration, run,
+                                  paths=q.get("paths"))
             for q in refs:
                 self.load_run("ref", q["name"], q["path"], 1, max(2, a.duration // 2), run)
-            self.load_run("dashboard", "dashboard", "/umlo/dashboard", TARGET_CLIENTS,
-                          a.duration, run)
+            if "dashboard" in a.queries:
+                self.load_run("dashboard", "dashboard", "/umlo/dashboard", TARGET_CLIENTS,
+                              a.duration, run)
         time.sleep(0.5)
         self.res["rss_end"] = (rss_before, self.nginx.rss_kb())
 
-        if a.perf:
+        if a.perf and main:
             log("perf profiles ...")
             self.perf_profiles(main[0]["path"], a.perf)
 
         # last: the export has crashed workers (see the results' flags)
-        log("CSV export ...")
-        for run in range(1, a.runs + 1):
-            self.csv_export(run)
+        if "csv" in a.queries:
+            log("CSV export ...")
+            for run in range(1, a.runs + 1):
+                self.csv_export(run)
 
         errors = [l.strip() for l in self.nginx.log_lines(r"\[(alert|crit|emerg|error)\]")]
         self.res["nginx_errors"] = errors[-10:]
@@ -1214,9 +1310,9 @@ def tables(res, args):
     L.append("")
     L.append("| query | matches | bytes/answer | clients | p50 | p99 | req/s | CPU ms/req | ping p99 | "
              "nginx CPU | busiest worker | wrk CPU | Redis CPU | other processes | machine busy | "
-             "limited by |")
+             "limited by | cache |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: | ---: | --- |")
+             "| ---: | ---: | ---: | --- | --- |")
     for q in main:
         for c in args.conns:
             rs = runs_of(res, "users", q["name"], c)
@@ -1231,7 +1327,20 @@ def tables(res, args):
     L.append("Queries:")
     L.append("")
     for q in main:
-        L.append("- *%s*: `%s`" % (q["name"], q["path"]))
+        if q.get("paths"):
+            L.append("- *%s*: %d different URLs in turn (each wrk thread from its own "
+                     "place in the list), the first `%s`" % (q["name"], len(q["paths"]),
+                                                              q["path"]))
+        else:
+            L.append("- *%s*: `%s`" % (q["name"], q["path"]))
+    L.append("")
+    L.append("*cache*: the module's `X-Umlo-Cache` answers, counted by wrk for the "
+             "varied loads over every run of the cell: `hit` (the filtered list was "
+             "in the worker's cache: the answer cost one page), `miss` (filtered for "
+             "this request, in the thread pool: a cold miss), `wait` (waited for the "
+             "same filtering started by another request). The repeated identical URLs "
+             "above are all hits but the first of each worker; the *varied: another "
+             "query each request* rows show what a cold miss costs.")
     L.append("")
 
     # every run
@@ -1266,8 +1375,9 @@ def tables(res, args):
             rs = runs_of(res, kind, q["name"], 1)
             if not rs:
                 continue
-            L.append("| %s `%s` | %s | %d | %s | %s | %s | %s |" % (
-                q["name"], q["path"].split("?", 1)[1], fmt_num(q["total"]), q["rows"],
+                L.append("| %s `%s` | %s | %d | %s | %s | %s | %s |" % (
+                q["name"], q["path"].split("?", 1)[1] + (" …" if q.get("paths") else ""),
+                fmt_num(q["total"]), q["rows"],
                 fmt_num(q["bytes"]),
                 mrange([r["main"]["p50"] for r in rs], fmt_ms),
                 mrange([r["main"]["p99"] for r in rs], fmt_ms),
@@ -1375,8 +1485,15 @@ def users_row(q, c, rs):
     m = [r["main"] for r in rs]
     bn = sorted({r["bottleneck"] for r in rs})
     errs = sum(x["errors"] + x["non2xx"] for x in m)
-    return "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s |" % (
-        q["name"], fmt_num(q.get("total")), fmt_num(q.get("bytes")), c,
+    cache = {}
+    for x in m:
+        for k, v in (x.get("cache") or {}).items():
+            cache[k] = cache.get(k, 0) + v
+    nbytes = q.get("bytes")
+    if q.get("paths"):
+        nbytes = median_of([x["bytes_per_req"] for x in m if x["bytes_per_req"]])
+    return "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |" % (
+        q["name"], fmt_num(q.get("total")), fmt_num(nbytes), c,
         mrange([x["p50"] for x in m], fmt_ms), mrange([x["p99"] for x in m], fmt_ms),
         mrange([x["rps"] for x in m], lambda v: fmt_num(v, 1)),
         mrange([cpu_per_req(r) for r in rs], fmt_ms),
@@ -1386,7 +1503,7 @@ def users_row(q, c, rs):
         mrange([r["wrk_cpu"] for r in rs], pct),
         mrange([r["redis_cpu"] for r in rs], pct), mrange([r["other_cpu"] for r in rs], pct),
         mrange([r["machine_busy"] for r in rs], pct), "; ".join(bn),
-        (" (%d errors)" % errs) if errs else "")
+        (" (%d errors)" % errs) if errs else "", cache_str(cache) if cache else "")
 
 
 def write_doc(path, argv, res, args, machine, vers, started, finished):
@@ -1540,10 +1657,13 @@ def parse_args(argv):
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--queries", default=",".join(QUERY_IDS),
+                   help="the loads to run, of %s (all)" % ", ".join(QUERY_IDS))
     args = p.parse_args(argv)
     custom = any(x is not None for x in (args.users, args.runs, args.duration)) \
         or args.conns != "1,10,50" or args.no_ping or args.groups is not None \
-        or args.sites != 8 or args.wrk_threads != 2 or args.reuseport
+        or args.sites != 8 or args.wrk_threads != 2 or args.reuseport \
+        or args.queries != ",".join(QUERY_IDS)
     if args.users is None:
         args.users = 20000 if args.quick else 100000
     if args.groups is None:
@@ -1555,6 +1675,9 @@ def parse_args(argv):
     if args.perf is None:
         args.perf = 0 if args.quick else 5
     args.conns = [int(x) for x in args.conns.split(",") if x.strip()]
+    args.queries = [x.strip() for x in args.queries.split(",") if x.strip()]
+    if not set(args.queries) <= set(QUERY_IDS):
+        p.error("--queries: unknown %s" % ", ".join(sorted(set(args.queries) - set(QUERY_IDS))))
     if args.users < 1 or args.runs < 1 or args.duration < 1 or not args.conns \
             or min(args.conns) < 1 or max(args.conns) > 500 or args.duration > 120:
         p.error("users, runs, duration (1..120 s) and connections (1..500) must be positive")

@@ -3582,6 +3582,7 @@ bench(int n)
     world_t              *w;
     char                 *text;
     json_t               *f;
+    ngx_umlo_query_rows_t rows;
     ssize_t               got;
     size_t                bytes, len;
     uint32_t              total;
@@ -3659,6 +3660,33 @@ bench(int n)
                "%zu bytes, ?%s\n", times[0], times[rounds / 2], total, len,
                queries[k]);
         free(text);
+
+        /* a cache hit: parse, key, attach to the list made once, page */
+        q = ngx_umlo_query_parse(snap, queries[k], strlen(queries[k]),
+                                 NOW_MS, &err);
+        ngx_umlo_query_filter(q, &rows);
+        ngx_umlo_query_free(q);
+
+        for (i = 0; i <= rounds; i++) {
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            q = ngx_umlo_query_parse(snap, queries[k], strlen(queries[k]),
+                                     NOW_MS, &err);
+            free(ngx_umlo_query_key(q, &len));
+            ngx_umlo_query_attach(q, &rows, &err);
+            text = ngx_umlo_query_page_text(q, &len);
+            t = ms_since(&t0);
+            free(text);
+            ngx_umlo_query_free(q);
+
+            if (i > 0) {
+                times[i - 1] = t;
+            }
+        }
+
+        qsort(times, rounds, sizeof(double), double_cmp);
+        printf("bench hit:   %6.2f ms best, %6.2f ms median (list cached)\n",
+               times[0], times[rounds / 2]);
+        ngx_umlo_query_rows_free(&rows);
     }
 
     /* the whole CSV, through a 16 KB buffer */
