@@ -18,7 +18,6 @@ import io
 import json
 import os
 import platform
-import random
 import re
 import select
 import shutil
@@ -444,6 +443,7 @@ class Nginx:
 # and stops each thread after MAX requests per connection.
 WRK_LUA = """\
 local paths = {%(paths)s}
+local start = %(start)d
 local cap = %(cap)d
 local sent = 0
 local threads = {}
@@ -458,14 +458,15 @@ function setup(thread)
   thread:set("first", nthreads - 1)
   table.insert(threads, thread)
 end
+%(gen)s
 function request()
   sent = sent + 1
   if sent > cap then
     wrk.thread:stop()
   end
-  local n = #paths
-  local i = (first * math.floor(n / %(threads)d) + sent - 1) %% n + 1
-  return wrk.format(nil, paths[i])
+  local n = npaths or #paths
+  local i = (start + first * math.floor(n / %(threads)d) + sent - 1) %% n
+  return wrk.format(nil, path_of and path_of(i) or paths[i + 1])
 end
 %(response)s
 function done(summary, latency, requests)
@@ -493,23 +494,6 @@ VARIED_NAME = "varied: another query each request"
 VARIED_DAYS_NAME = "varied: three filters + sort, inactive_days 1–365"
 
 
-def varied_paths():
-    """16,224 different queries (so different filtered lists) in a fixed
-    shuffled order: q of two letters, three status choices, four sorts,
-    two orders."""
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    paths = []
-    for a in letters:
-        for b in letters:
-            for status in ("", "&status=active", "&status=suspended,deactivated"):
-                for sort in ("name", "email", "created", "last_active"):
-                    for order in ("asc", "desc"):
-                        paths.append("/umlo/users?q=%s%s%s&sort=%s&order=%s&limit=100"
-                                     % (a, b, status, sort, order))
-    random.Random(SEED).shuffle(paths)
-    return paths
-
-
 def cache_str(c):
     """The module's X-Umlo-Cache answers counted by wrk."""
     return "hit %d / miss %d / wait %d" % (c.get("hit", 0), c.get("miss", 0), c.get("wait", 0))
@@ -531,14 +515,46 @@ end
 """
 
 
-def write_lua(tmp, name, paths, conns_per_thread, threads, ping=False, count=False):
+# The distinct queries of the "varied" load, made by wrk from a number:
+# q of two letters (676) x status (3) x claim (3) x created_after (7) x
+# sort (4) x order (2) = 340,704 different filtered lists.
+VARIED_LUA = """\
+npaths = 340704
+local letters = "abcdefghijklmnopqrstuvwxyz"
+local statuses = {"", "&status=active", "&status=suspended,deactivated"}
+local claims = {"", "&claim=managed", "&claim=unmanaged"}
+local sorts = {"name", "email", "created", "last_active"}
+local orders = {"asc", "desc"}
+function path_of(i)
+  -- a fixed permutation, so that neighbours differ in every part
+  i = (i * 7919) % npaths
+  local function take(n)
+    local d = i % n
+    i = (i - d) / n
+    return d
+  end
+  local a, b = take(26), take(26)
+  local st, cl, yr = take(3), take(3), take(7)
+  local so, od = take(4), take(2)
+  return "/umlo/users?q=" .. letters:sub(a + 1, a + 1) .. letters:sub(b + 1, b + 1)
+    .. statuses[st + 1] .. claims[cl + 1]
+    .. (yr > 0 and ("&created_after=" .. (2019 + yr) .. "-01-01") or "")
+    .. "&sort=" .. sorts[so + 1] .. "&order=" .. orders[od + 1] .. "&limit=100"
+end
+"""
+VARIED_COUNT = 340704
+
+
+def write_lua(tmp, name, paths, conns_per_thread, threads, ping=False, count=False,
+              gen=None, start=0):
     extra = ""
     if ping:
         extra = ('wrk.headers["Connection"] = "close"\n'
                  "function delay()\n  return %d\nend\n" % PING_DELAY_MS)
-    text = WRK_LUA % {"paths": ",\n".join(lua_str(p) for p in paths),
+    text = WRK_LUA % {"paths": ",\n".join(lua_str(p) for p in paths) if not gen else "",
                       "cap": MAX_REQUESTS_PER_CONN * conns_per_thread,
-                      "threads": threads, "extra": extra,
+                      "threads": threads, "extra": extra, "start": start,
+                      "gen": gen or "",
                       "response": WRK_LUA_RESPONSE if count else ""}
     fn = os.path.join(tmp, name)
     with open(fn, "w") as f:
@@ -550,15 +566,16 @@ class Wrk:
     """One wrk process; its CPU use comes from wait4()'s rusage."""
 
     def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False,
-                 paths=None):
+                 paths=None, gen=None, start=0):
         self.threads = threads
         self.duration = duration
         paths = paths or [path]
         name = "wrk-%d-%s.lua" % (os.getpid(), hashlib.sha1(
-            ("%s|%d|%d|%s|%d" % (path, conns, threads, ping, len(paths))).encode()
+            ("%s|%d|%d|%s|%d|%d|%d" % (path, conns, threads, ping, len(paths), bool(gen),
+                                       start)).encode()
         ).hexdigest()[:10])
         script = write_lua(tmp, name, paths, max(1, conns // threads), threads, ping,
-                           count=len(paths) > 1)
+                           count=len(paths) > 1 or bool(gen), gen=gen, start=start)
         self.argv = [wrk_bin, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
                      "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", script,
                      "http://127.0.0.1:%d%s" % (port, path)]
@@ -618,6 +635,7 @@ class Bench:
         self.tmp = tmp
         self.module = module
         self.sim_dir = sim_dir
+        self.walked = {}
         self.sim = self.redis = self.nginx = None
         self.res = {"load": [], "runs": [], "csv": [], "ping_idle": [],
                     "queries": [], "notes": []}
@@ -781,9 +799,10 @@ class Bench:
         for qid, name, path, main in qs:
             if qid not in self.args.queries:
                 continue
-            paths = None
+            paths = gen = None
             if qid == "varied":
-                paths = varied_paths()
+                gen = VARIED_LUA
+                path = "/umlo/users?q=aa&sort=name&order=asc&limit=100"
             elif qid == "varied-days":
                 paths = ["/umlo/users?site=%s&billable=true&inactive_days=%d&sort=last_active"
                          "&limit=100" % (qsite, d) for d in range(1, 366)]
@@ -795,9 +814,9 @@ class Bench:
             doc = json.loads(body)
             total = doc["meta"]["total"]
             self.res["queries"].append({"name": name, "path": path, "main": main,
-                                        "total": total if not paths else None,
+                                        "total": total if not (paths or gen) else None,
                                         "rows": len(doc["data"]),
-                                        "bytes": len(body), "paths": paths})
+                                        "bytes": len(body), "paths": paths, "gen": gen})
             log("  %-32s total %6d, %3d rows, %7d bytes  %s" % (
                 name, total, len(doc["data"]), len(body), path))
             if total == 0:
@@ -831,9 +850,11 @@ class Bench:
             if busy < 0.1 or waited >= self.args.quiet_wait:
                 return busy, waited
 
-    def load_run(self, kind, name, path, conns, duration, run, paths=None):
-        """One wrk run of `path` (or of `paths` in turn), with the ping probe
-        alongside."""
+    def load_run(self, kind, name, path, conns, duration, run, paths=None, gen=None):
+        """One wrk run of `path` (or of `paths`, or `gen`'s, in turn), with the
+        ping probe alongside.  A list is walked on from where the last run of
+        the same load stopped, so that runs do not repeat each other's
+        queries."""
         a = self.args
         ng = self.nginx
         idle_busy, waited = self.wait_quiet()
@@ -842,11 +863,14 @@ class Bench:
         redis_t0 = proc_ticks(self.redis.proc.pid)
         sim_t0 = proc_ticks(self.sim.proc.pid)
         busy0, total0 = cpu_times()
-        main = Wrk(a.wrk, self.tmp, self.port, path, conns, threads, duration, paths=paths)
+        start = self.walked.get(name, 0)
+        main = Wrk(a.wrk, self.tmp, self.port, path, conns, threads, duration, paths=paths,
+                   gen=gen, start=start)
         ping = None
         if not a.no_ping:
             ping = Wrk(a.wrk, self.tmp, self.port, "/ping", PING_CONNS, 1, duration, ping=True)
         m = main.finish()
+        self.walked[name] = start + m["requests"]
         p = ping.finish() if ping else None
         busy1, total1 = cpu_times()
         sim_t1 = proc_ticks(self.sim.proc.pid)
@@ -1091,7 +1115,7 @@ class Bench:
             for q in main:
                 for c in a.conns:
                     self.load_run("users", q["name"], q["path"], c, a.duration, run,
-                                  paths=q.get("paths"))
+                                  paths=q.get("paths"), gen=q.get("gen"))
             for q in refs:
                 self.load_run("ref", q["name"], q["path"], 1, max(2, a.duration // 2), run)
             if "dashboard" in a.queries:
@@ -1327,7 +1351,14 @@ def tables(res, args):
     L.append("Queries:")
     L.append("")
     for q in main:
-        if q.get("paths"):
+        if q.get("gen"):
+            L.append("- *%s*: %s different queries, made by wrk in turn from a number "
+                     "(each wrk thread from its own place, each run on from where the "
+                     "last stopped): `q=` two letters, `status` none / active / "
+                     "suspended,deactivated, `claim` none / managed / unmanaged, "
+                     "`created_after` none / 2020…2025, four sorts, two orders, "
+                     "`limit=100`; e.g. `%s`" % (q["name"], fmt_num(VARIED_COUNT), q["path"]))
+        elif q.get("paths"):
             L.append("- *%s*: %d different URLs in turn (each wrk thread from its own "
                      "place in the list), the first `%s`" % (q["name"], len(q["paths"]),
                                                               q["path"]))
@@ -1376,7 +1407,8 @@ def tables(res, args):
             if not rs:
                 continue
                 L.append("| %s `%s` | %s | %d | %s | %s | %s | %s |" % (
-                q["name"], q["path"].split("?", 1)[1] + (" …" if q.get("paths") else ""),
+                q["name"], q["path"].split("?", 1)[1]
+                + (" …" if q.get("paths") or q.get("gen") else ""),
                 fmt_num(q["total"]), q["rows"],
                 fmt_num(q["bytes"]),
                 mrange([r["main"]["p50"] for r in rs], fmt_ms),
@@ -1490,7 +1522,7 @@ def users_row(q, c, rs):
         for k, v in (x.get("cache") or {}).items():
             cache[k] = cache.get(k, 0) + v
     nbytes = q.get("bytes")
-    if q.get("paths"):
+    if q.get("paths") or q.get("gen"):
         nbytes = median_of([x["bytes_per_req"] for x in m if x["bytes_per_req"]])
     return "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |" % (
         q["name"], fmt_num(q.get("total")), fmt_num(nbytes), c,

@@ -121,6 +121,14 @@ typedef struct {
     /* order[k][i]: index of the i-th user in order k */
     uint32_t                 *order[NGX_UMLO_ORDER_MAX];
 
+    /*
+     * Every user's fold, in user order, each ended by NUL: user i's is
+     * at folds + fold_at[i] (fold_at[nusers] is the end), so that a text
+     * search is one scan of the whole text, not a search per user.
+     */
+    char                     *folds;
+    uint32_t                 *fold_at;
+
     json_t                   *metrics;        /* dashboard, built once */
     json_t                   *facets;         /* built on first use */
     char                     *dashboard;      /* metrics as text, made on
