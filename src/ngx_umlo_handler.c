@@ -13,7 +13,6 @@
 
 static ngx_int_t ngx_umlo_add_header(ngx_http_request_t *r, const char *name,
     const char *value);
-static uint64_t ngx_umlo_body_hash(const u_char *p, size_t len);
 
 
 ngx_int_t
@@ -69,7 +68,8 @@ ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status, json_t *json)
 
 
 ngx_int_t
-ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body, size_t len)
+ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body, size_t len,
+    uint64_t etag)
 {
     u_char            *tag;
     ngx_int_t          rc;
@@ -90,9 +90,7 @@ ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body, size_t len)
     h->hash = 1;
     ngx_str_set(&h->key, "ETag");
     h->value.data = tag;
-    h->value.len = ngx_sprintf(tag, "\"%016uxL\"",
-                               ngx_umlo_body_hash(body, len))
-                   - tag;
+    h->value.len = ngx_sprintf(tag, "\"%016uxL\"", etag) - tag;
     r->headers_out.etag = h;
 
     /* revalidated on every use, so still always current */
@@ -135,7 +133,7 @@ ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body, size_t len)
  * and a page is a quarter of a megabyte.
  */
 
-static uint64_t
+uint64_t
 ngx_umlo_body_hash(const u_char *p, size_t len)
 {
     uint64_t  h, w;

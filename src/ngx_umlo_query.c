@@ -2043,6 +2043,22 @@ ngx_umlo_query_jtime(ngx_umlo_query_buf_t *b, int64_t ms)
 
 
 /*
+ * What tells one page of a list from another: offset, limit, the
+ * parameters as spelled (the cursor's hash) and, with inactive_days, the
+ * time of the first page.  The page's text follows from these and the
+ * list's key and snapshot.
+ */
+
+void
+ngx_umlo_query_page_id(ngx_umlo_query_t *q, uint64_t id[3])
+{
+    id[0] = ((uint64_t) q->offset << 32) | q->limit;
+    id[1] = q->hash;
+    id[2] = q->has_inactive ? (uint64_t) q->now : 0;
+}
+
+
+/*
  * The cache key of the query's filtered list: everything that decides
  * which users match and in what order, as interpreted (a site by host or
  * by id is one key), except the value of inactive_days, which

@@ -139,6 +139,12 @@ int ngx_umlo_query_attach(ngx_umlo_query_t *q,
     const ngx_umlo_query_rows_t *rows, ngx_umlo_query_err_t *err);
 void ngx_umlo_query_rows_free(ngx_umlo_query_rows_t *rows);
 
+/*
+ * Two queries with the same key(), snapshot version and page_id() have
+ * the same page_text().
+ */
+void ngx_umlo_query_page_id(ngx_umlo_query_t *q, uint64_t id[3]);
+
 /* After run(): the number of matching users. */
 uint32_t ngx_umlo_query_total(ngx_umlo_query_t *q);
 

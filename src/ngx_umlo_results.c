@@ -6,6 +6,11 @@
 
 
 #include "ngx_umlo_results.h"
+#include "ngx_umlo_handler.h"
+
+
+/* pages kept per list: a first page or two, and its repeats */
+#define NGX_UMLO_RESULTS_PAGES  4
 
 
 struct ngx_umlo_result_s {
@@ -18,6 +23,8 @@ struct ngx_umlo_result_s {
     ngx_umlo_snapref_t       *ref;       /* while filtering */
     ngx_umlo_query_t         *query;     /* the filtering query's own */
     ngx_thread_task_t         task;
+    ngx_umlo_result_page_t   *pages[NGX_UMLO_RESULTS_PAGES];
+    ngx_uint_t                next_page;  /* the slot to replace next */
     unsigned                  in_tree:1;
     unsigned                  pending:1;
     unsigned                  failed:1;
@@ -41,6 +48,8 @@ static ngx_uint_t            ngx_umlo_results_init;
 
 
 static void ngx_umlo_results_flush(void);
+static void ngx_umlo_results_shrink(ngx_umlo_result_t *keep);
+static size_t ngx_umlo_results_pages_size(ngx_umlo_result_t *e);
 static void ngx_umlo_results_uncache(ngx_umlo_result_t *e);
 static ngx_int_t ngx_umlo_results_wait(ngx_http_request_t *r,
     ngx_umlo_result_t *e, ngx_umlo_results_pt done);
@@ -183,11 +192,114 @@ ngx_umlo_results_rows(ngx_umlo_result_t *res)
 }
 
 
+ngx_umlo_result_page_t *
+ngx_umlo_results_page(ngx_umlo_result_t *e, const uint64_t id[3])
+{
+    ngx_uint_t               i;
+    ngx_umlo_result_page_t  *p;
+
+    for (i = 0; i < NGX_UMLO_RESULTS_PAGES; i++) {
+        p = e->pages[i];
+
+        if (p != NULL && p->id[0] == id[0] && p->id[1] == id[1]
+            && p->id[2] == id[2])
+        {
+            p->refs++;
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+ngx_umlo_result_page_t *
+ngx_umlo_results_add_page(ngx_umlo_result_t *e, const uint64_t id[3],
+    u_char *text, size_t len)
+{
+    size_t                   max;
+    ngx_umlo_result_page_t  *p, **slot;
+    ngx_umlo_main_conf_t    *umcf;
+
+    p = ngx_alloc(sizeof(ngx_umlo_result_page_t), ngx_cycle->log);
+    if (p == NULL) {
+        free(text);
+        return NULL;
+    }
+
+    ngx_memcpy(p->id, id, sizeof(p->id));
+    p->text = text;
+    p->len = len;
+    p->etag = ngx_umlo_body_hash(text, len);
+    p->refs = 1;
+
+    umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_umlo_module);
+    max = umcf ? umcf->users_cache : 0;
+
+    /* kept only with a cached list, and when it fits */
+    if (!e->in_tree || e->pending
+        || e->bytes + ngx_umlo_results_pages_size(e) + len > max)
+    {
+        return p;
+    }
+
+    slot = &e->pages[e->next_page];
+    e->next_page = (e->next_page + 1) % NGX_UMLO_RESULTS_PAGES;
+
+    if (*slot != NULL) {
+        ngx_umlo_results_used -= (*slot)->len;
+        ngx_umlo_results_page_release(*slot);
+    }
+
+    *slot = p;
+    p->refs++;
+    ngx_umlo_results_used += len;
+
+    ngx_umlo_results_shrink(e);
+
+    return p;
+}
+
+
+void
+ngx_umlo_results_page_release(ngx_umlo_result_page_t *p)
+{
+    if (p == NULL || --p->refs > 0) {
+        return;
+    }
+
+    free(p->text);
+    ngx_free(p);
+}
+
+
+static size_t
+ngx_umlo_results_pages_size(ngx_umlo_result_t *e)
+{
+    size_t      n;
+    ngx_uint_t  i;
+
+    n = 0;
+
+    for (i = 0; i < NGX_UMLO_RESULTS_PAGES; i++) {
+        n += e->pages[i] ? e->pages[i]->len : 0;
+    }
+
+    return n;
+}
+
+
 void
 ngx_umlo_results_release(ngx_umlo_result_t *e)
 {
+    ngx_uint_t  i;
+
     if (e == NULL || --e->refs > 0) {
         return;
+    }
+
+    for (i = 0; i < NGX_UMLO_RESULTS_PAGES; i++) {
+        ngx_umlo_results_page_release(e->pages[i]);
     }
 
     ngx_umlo_query_rows_free(&e->rows);
@@ -224,6 +336,8 @@ ngx_umlo_results_flush(void)
 static void
 ngx_umlo_results_uncache(ngx_umlo_result_t *e)
 {
+    ngx_uint_t  i;
+
     if (!e->in_tree) {
         return;
     }
@@ -233,10 +347,46 @@ ngx_umlo_results_uncache(ngx_umlo_result_t *e)
     e->in_tree = 0;
 
     if (!e->pending) {
-        ngx_umlo_results_used -= e->bytes;
+        ngx_umlo_results_used -= e->bytes + ngx_umlo_results_pages_size(e);
+    }
+
+    /* pages are kept with cached lists only */
+    for (i = 0; i < NGX_UMLO_RESULTS_PAGES; i++) {
+        ngx_umlo_results_page_release(e->pages[i]);
+        e->pages[i] = NULL;
     }
 
     ngx_umlo_results_release(e);
+}
+
+
+/* the least recently used lists make room; "keep" stays */
+
+static void
+ngx_umlo_results_shrink(ngx_umlo_result_t *keep)
+{
+    size_t                 max;
+    ngx_queue_t           *q, *prev;
+    ngx_umlo_result_t     *old;
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_umlo_module);
+    max = umcf ? umcf->users_cache : 0;
+
+    q = ngx_queue_last(&ngx_umlo_results_lru);
+
+    while (ngx_umlo_results_used > max
+           && q != ngx_queue_sentinel(&ngx_umlo_results_lru))
+    {
+        prev = ngx_queue_prev(q);
+        old = ngx_queue_data(q, ngx_umlo_result_t, lru);
+
+        if (old != keep && !old->pending) {
+            ngx_umlo_results_uncache(old);
+        }
+
+        q = prev;
+    }
 }
 
 
@@ -296,9 +446,8 @@ ngx_umlo_results_filtered(ngx_event_t *ev)
     ngx_umlo_result_t  *e = ev->data;
 
     size_t                      max;
-    ngx_queue_t                *q, *prev;
+    ngx_queue_t                *q;
     ngx_http_request_t         *r;
-    ngx_umlo_result_t          *old;
     ngx_umlo_main_conf_t       *umcf;
     ngx_umlo_results_waiter_t  *w;
 
@@ -323,22 +472,7 @@ ngx_umlo_results_filtered(ngx_event_t *ev)
 
         } else {
             ngx_umlo_results_used += e->bytes;
-
-            /* the least recently used lists make room */
-            q = ngx_queue_last(&ngx_umlo_results_lru);
-
-            while (ngx_umlo_results_used > max
-                   && q != ngx_queue_sentinel(&ngx_umlo_results_lru))
-            {
-                prev = ngx_queue_prev(q);
-                old = ngx_queue_data(q, ngx_umlo_result_t, lru);
-
-                if (old != e && !old->pending) {
-                    ngx_umlo_results_uncache(old);
-                }
-
-                q = prev;
-            }
+            ngx_umlo_results_shrink(e);
         }
     }
 

@@ -45,6 +45,35 @@ ngx_int_t ngx_umlo_results_get(ngx_http_request_t *r,
 
 const ngx_umlo_query_rows_t *ngx_umlo_results_rows(ngx_umlo_result_t *res);
 
+
+/*
+ * The last pages written from a list are kept with it (within the same
+ * memory bound), so that a repeated request costs neither the page nor
+ * its ETag.  A page is shared: each user holds a reference.
+ */
+typedef struct {
+    uint64_t                  id[3];      /* ngx_umlo_query_page_id() */
+    u_char                   *text;       /* malloc()ed */
+    size_t                    len;
+    uint64_t                  etag;       /* ngx_umlo_body_hash() */
+    ngx_uint_t                refs;
+} ngx_umlo_result_page_t;
+
+
+/* the page "id" of the list, a reference; NULL when not kept */
+ngx_umlo_result_page_t *ngx_umlo_results_page(ngx_umlo_result_t *res,
+    const uint64_t id[3]);
+
+/*
+ * Makes "text" (malloc()ed, given up by the caller) page "id" of the
+ * list, kept with it when the list is cached; a reference, or NULL when
+ * memory runs out (the text is then freed).
+ */
+ngx_umlo_result_page_t *ngx_umlo_results_add_page(ngx_umlo_result_t *res,
+    const uint64_t id[3], u_char *text, size_t len);
+
+void ngx_umlo_results_page_release(ngx_umlo_result_page_t *page);
+
 void ngx_umlo_results_release(ngx_umlo_result_t *res);
 
 /* worker exit */

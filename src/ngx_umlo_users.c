@@ -50,7 +50,7 @@ static ngx_int_t ngx_umlo_users_answer(ngx_http_request_t *r,
     ngx_umlo_result_t *res);
 static ngx_int_t ngx_umlo_users_bad(ngx_http_request_t *r,
     ngx_umlo_query_err_t *err);
-static void ngx_umlo_users_free_text(void *data);
+static void ngx_umlo_users_free_page(void *data);
 static ngx_int_t ngx_umlo_users_csv(ngx_http_request_t *r);
 static void ngx_umlo_users_csv_write(ngx_http_request_t *r);
 static void ngx_umlo_users_cleanup(void *data);
@@ -262,12 +262,14 @@ ngx_umlo_users_rows(ngx_http_request_t *r, ngx_umlo_result_t *res)
 static ngx_int_t
 ngx_umlo_users_answer(ngx_http_request_t *r, ngx_umlo_result_t *res)
 {
-    char                  *text;
-    size_t                 len;
-    ngx_table_elt_t       *h;
-    ngx_pool_cleanup_t    *cln;
-    ngx_umlo_query_err_t   err;
-    ngx_umlo_users_ctx_t  *ctx;
+    char                    *text;
+    size_t                   len;
+    uint64_t                 id[3];
+    ngx_table_elt_t         *h;
+    ngx_pool_cleanup_t      *cln;
+    ngx_umlo_query_err_t     err;
+    ngx_umlo_users_ctx_t    *ctx;
+    ngx_umlo_result_page_t  *page;
 
     ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
     ctx->result = res;
@@ -297,25 +299,37 @@ ngx_umlo_users_answer(ngx_http_request_t *r, ngx_umlo_result_t *res)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    text = ngx_umlo_query_page_text(ctx->query, &len);
-    if (text == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /* the same page asked again: its text and ETag as they were */
+    ngx_umlo_query_page_id(ctx->query, id);
+
+    page = ngx_umlo_results_page(res, id);
+
+    if (page == NULL) {
+        text = ngx_umlo_query_page_text(ctx->query, &len);
+        if (text == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        page = ngx_umlo_results_add_page(res, id, (u_char *) text, len);
+        if (page == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
-    cln->handler = ngx_umlo_users_free_text;
-    cln->data = text;
+    cln->handler = ngx_umlo_users_free_page;
+    cln->data = page;
 
     /* the page stands alone: the list and the snapshot can go */
     ngx_umlo_users_cleanup(ctx);
 
-    return ngx_umlo_send_tagged(r, (u_char *) text, len);
+    return ngx_umlo_send_tagged(r, page->text, page->len, page->etag);
 }
 
 
 static void
-ngx_umlo_users_free_text(void *data)
+ngx_umlo_users_free_page(void *data)
 {
-    free(data);
+    ngx_umlo_results_page_release(data);
 }
 
 
@@ -884,7 +898,8 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
     p = ngx_cpymem(p, last, ngx_strlen(last));
     *p++ = '}';
 
-    rc = ngx_umlo_send_tagged(r, body, p - body);
+    rc = ngx_umlo_send_tagged(r, body, p - body,
+                              ngx_umlo_body_hash(body, p - body));
 
 done:
 

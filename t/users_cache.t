@@ -13,7 +13,7 @@ use utf8;
 # cached (the X-Umlo-Cache header) is deterministic.
 
 use Test::More;
-use Time::HiRes qw(time);
+use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for);
 use Umlo::Sync;
@@ -83,6 +83,20 @@ subtest 'a cached list answers as a fresh filtering would' => sub {
                 "site, billable, inactive_days=$days, by last_active $order: the expected rows ($r->{cache})";
         }
     }
+
+    # a kept page is the same request's: with inactive_days, the same URL
+    # a second later is a new page (its cursor carries the new time)
+    my %pd = (%p, inactive_days => 1);
+    my $u1 = get('/umlo/users?' . qs(%pd, limit => 2));
+    my $u2 = get('/umlo/users?' . qs(%pd, limit => 2));
+    is $u2->{body}, $u1->{body}, 'inactive_days, the same second: the same page';
+    sleep 1.1;
+    my $u3 = get('/umlo/users?' . qs(%pd, limit => 2));
+    is $u3->{cache}, 'hit', 'a second later: the same list';
+    isnt $u3->{json}{links}{next}, $u1->{json}{links}{next}, 'a second later: a new cursor (new time)';
+    my @e = expected(\%pd);
+    is_deeply [ ids_of($u3->{json}{data}) ], [ @e[0, 1] ], 'a second later: the expected rows';
+    is $u3->{json}{meta}{total}, scalar @e, 'a second later: the expected total';
 
     # the same filters spelled differently are the same list
     my $host = (sort keys %{ $m->{sites} })[0];
