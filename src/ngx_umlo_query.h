@@ -60,9 +60,9 @@
  *
  * Cursors carry the generation, the offset, the time of the first page
  * when inactive_days is given (so that it means the same on every page)
- * and a hash of the filters, sort and order; limit may change from page to page.  With CSV,
- * limit is checked then ignored (every matching row is written) and a
- * cursor is an error.
+ * and a hash of the filters, sort and order; limit may change from page
+ * to page.  With CSV, limit is checked then ignored (every matching row
+ * is written) and a cursor is an error.
  */
 
 #ifndef _NGX_UMLO_QUERY_H_INCLUDED_
