@@ -16,7 +16,7 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl gcc make wrk curl
+             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
@@ -36,6 +36,7 @@ check-deps:
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
+	perl -MYAML::XS -e1 2>/dev/null || missing="$$missing YAML::XS"; \
 	if [ -n "$$missing" ]; then \
 	    echo "missing:$$missing; running make deps"; \
 	    $(MAKE) --no-print-directory deps; \
