@@ -14,7 +14,7 @@
 
 
 struct ngx_umlo_result_s {
-    ngx_str_node_t            sn;        /* key: version, then query key */
+    ngx_str_node_t            sn;        /* key: snapshot serial, query key */
     ngx_queue_t               lru;       /* while in the tree */
     ngx_queue_t               waiters;
     ngx_umlo_query_rows_t     rows;
@@ -43,7 +43,7 @@ static ngx_rbtree_t          ngx_umlo_results_tree;
 static ngx_rbtree_node_t     ngx_umlo_results_sentinel;
 static ngx_queue_t           ngx_umlo_results_lru;     /* newest first */
 static size_t                ngx_umlo_results_used;
-static long long             ngx_umlo_results_version;
+static uint64_t              ngx_umlo_results_serial;
 static ngx_uint_t            ngx_umlo_results_init;
 
 
@@ -68,7 +68,7 @@ ngx_umlo_results_get(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
     u_char                *k;
     uint32_t               hash;
     ngx_str_t              str;
-    long long              version;
+    uint64_t               serial;
     ngx_umlo_result_t     *e;
     ngx_umlo_main_conf_t  *umcf;
     ngx_umlo_query_err_t   err;
@@ -82,12 +82,17 @@ ngx_umlo_results_get(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
         ngx_umlo_results_init = 1;
     }
 
-    version = ref->snap->version;
+    /*
+     * Lists belong to one loaded snapshot, not to a version: after Redis
+     * lost its data a version can come again with other data.  A newer
+     * load (sync swap, selective sync, rebuilt Redis): the old lists
+     * answer no one.
+     */
+    serial = ref->snap->serial;
 
-    /* a sync swap or a selective sync: the old lists answer no one */
-    if (version > ngx_umlo_results_version) {
+    if (serial > ngx_umlo_results_serial) {
         ngx_umlo_results_flush();
-        ngx_umlo_results_version = version;
+        ngx_umlo_results_serial = serial;
     }
 
     key = ngx_umlo_query_key(q, &klen);
@@ -95,18 +100,18 @@ ngx_umlo_results_get(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
         return NGX_ERROR;
     }
 
-    k = ngx_alloc(sizeof(long long) + klen, ngx_cycle->log);
+    k = ngx_alloc(sizeof(uint64_t) + klen, ngx_cycle->log);
     if (k == NULL) {
         free(key);
         return NGX_ERROR;
     }
 
-    ngx_memcpy(k, &version, sizeof(long long));
-    ngx_memcpy(k + sizeof(long long), key, klen);
+    ngx_memcpy(k, &serial, sizeof(uint64_t));
+    ngx_memcpy(k + sizeof(uint64_t), key, klen);
     free(key);
 
     str.data = k;
-    str.len = sizeof(long long) + klen;
+    str.len = sizeof(uint64_t) + klen;
     hash = ngx_crc32_long(str.data, str.len);
 
     e = (ngx_umlo_result_t *) ngx_str_rbtree_lookup(&ngx_umlo_results_tree,
@@ -156,8 +161,8 @@ ngx_umlo_results_get(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
     e->pending = 1;
     e->refs = 1;                               /* the filtering */
 
-    /* a list of an older version than the newest seen is not kept */
-    if (version == ngx_umlo_results_version) {
+    /* a list of an older snapshot than the newest seen is not kept */
+    if (serial == ngx_umlo_results_serial) {
         ngx_rbtree_insert(&ngx_umlo_results_tree, &e->sn.node);
         ngx_queue_insert_head(&ngx_umlo_results_lru, &e->lru);
         e->in_tree = 1;

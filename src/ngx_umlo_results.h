@@ -2,12 +2,12 @@
  * Copyright (C) ngx_umlo authors
  *
  * Each worker's cache of filtered lists (ngx_umlo_query.h): for a
- * snapshot version and a query key, the ordered matching rows, so that a
+ * loaded snapshot and a query key, the ordered matching rows, so that a
  * later page, a repeat or another inactive_days value of a query costs a
  * page rather than a pass over every user.  A miss is filtered in the
  * thread pool, off the event loop; identical queries arriving meanwhile
  * wait for that one list.  Bounded in bytes (umlo_users_cache), least
- * recently used out first; a newer snapshot version empties it.
+ * recently used out first; a newer snapshot empties it.
  */
 
 #ifndef _NGX_UMLO_RESULTS_H_INCLUDED_

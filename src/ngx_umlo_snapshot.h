@@ -98,6 +98,10 @@ typedef struct ngx_umlo_snap_chunk_s  ngx_umlo_snap_chunk_t;
 typedef struct {
     long long                 gen;
     long long                 version;        /* gen and selective syncs */
+    uint64_t                  serial;         /* the worker's loads, in
+                                                 order: a version may
+                                                 come again after Redis
+                                                 lost its data */
     char                     *sync_id;
     char                     *data_as_of;     /* ISO 8601, or NULL */
     char                     *activity_as_of; /* ISO 8601, or NULL */

@@ -251,6 +251,30 @@ subtest 'the cache is bounded (umlo_users_cache), least recently used out first'
     $t->stop_nginx('off');
 };
 
+subtest 'Redis lost its data twice: the same version with other data is not the cached one' => sub {
+    my $q = '/umlo/users?' . qs(sort => 'email', limit => 1000);
+    my @totals;
+    for my $round (1, 2) {
+        $t->restart_redis;    # no persistence: everything is gone
+        ok wait_for(sub { req($t, GET => '/umlo/status')->{status} == 200 }, timeout => 10),
+            "round $round: the handlers reach the new Redis";
+        is $t->sim_admin(POST => 'users', { count => 3 })->{status}, 200,
+            "round $round: three more users in the org";
+        my ($s) = run_sync($t);
+        is $s && $s->{state}, 'succeeded', "round $round: a full sync rebuilds the data";
+        is current_gen($t), 1, "round $round: as generation 1 (the same version both rounds)";
+        $m = build_model(truth($t));
+        my $r = get($q);
+        is $r->{cache}, 'miss', "round $round: filtered again";
+        is $r->{json}{meta}{generation}, 1, "round $round: generation 1";
+        is_deeply [ ids_of($r->{json}{data}) ], [ expected({ sort => 'email' }) ],
+            "round $round: the rows of the org as it is now";
+        is get($q)->{cache}, 'hit', "round $round: then cached";
+        push @totals, $r->{json}{meta}{total};
+    }
+    is $totals[1], $totals[0] + 3, 'the second rebuild shows the three users it added';
+};
+
 subtest 'bad input is still answered before any filtering' => sub {
     my $r = get('/umlo/users?' . qs(format => 'csv', cursor => 'x' x 39));
     is $r->{status}, 400, 'a cursor with CSV: 400';
