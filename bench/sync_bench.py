@@ -14,16 +14,20 @@ import json
 import math
 import os
 import platform
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from umlo_bench_common import (
+    CLK_TCK, Redis, children_of, copy_stable, cpu_busy_ticks, first_line,
+    free_port, loadavg, log, machine_info, median_range, others_busy,
+    proc_rss_kb, proc_ticks, read_first_line, redis_used_memory, stop_proc,
+    wait_port)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -66,39 +70,12 @@ PUBLISHED = [
     ("10,000", "25+ min"),
 ]
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # the simulator the runs start: a copy taken at the start (see main)
 SIM_COPY = [None]
 
 
 # --------------------------------------------------------------------- utils
-
-def log(msg):
-    sys.stdout.write(msg + "\n")
-    sys.stdout.flush()
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
 
 def scrub(text, tmp):
     """No machine paths in what is reported: the temporary directory
@@ -119,16 +96,6 @@ def fmt_s(x):
 
 def fmt_rate(rate):
     return "unlimited" if rate == 0 else "%d/min" % rate
-
-
-def median_range(values, fmt):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return "—"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt(med)
-    return "%s (%s–%s)" % (fmt(med), fmt(values[0]), fmt(values[-1]))
 
 
 def parse_size(text):
@@ -165,76 +132,6 @@ def sites_for(users):
 
 def groups_for(users):
     return max(1, users // 20)
-
-
-def proc_ticks(pid):
-    """utime + stime of a process, in clock ticks (None when it is gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def cpu_busy_ticks():
-    """Busy clock ticks of the whole machine (all cores), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields[:8]) - idle
-
-
-def others_busy(seconds, own_pids):
-    """CPU (in cores) used by processes other than own_pids over a
-    short sample."""
-    t0, b0 = time.monotonic(), cpu_busy_ticks()
-    o0 = sum(proc_ticks(p) or 0 for p in own_pids)
-    time.sleep(seconds)
-    b1 = cpu_busy_ticks()
-    o1 = sum(proc_ticks(p) or 0 for p in own_pids)
-    return max(0.0, ((b1 - b0) - (o1 - o0)) / CLK_TCK / (time.monotonic() - t0))
-
-
-def proc_rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def children_of(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2:].split()
-        if int(fields[1]) == ppid:
-            out.append(int(name))
-    return sorted(out)
-
-
-def stop_proc(proc, sig=signal.SIGTERM, timeout=10):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------------- http
@@ -278,37 +175,6 @@ class Http:
             self.conn = None
 
 
-def redis_command(port, *args):
-    """One RESP command on a fresh connection -> decoded reply."""
-    payload = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        payload += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", port), 5) as s:
-        s.sendall(payload)
-        f = s.makefile("rb")
-        line = f.readline()
-        kind, rest = line[:1], line[1:].rstrip(b"\r\n")
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RuntimeError("redis: " + rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else f.read(n + 2)[:-2].decode()
-        raise RuntimeError("redis: unexpected reply %r" % line)
-
-
-def redis_used_memory(port):
-    info = redis_command(port, "INFO", "memory")
-    for line in info.splitlines():
-        if line.startswith("used_memory:"):
-            return int(line.split(":")[1])
-    return None
-
-
 # --------------------------------------------------------------- processes
 
 class Sim:
@@ -332,19 +198,7 @@ class Sim:
         self.http = Http(self.port, timeout=60)
 
     def _first_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in buf and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-            elif self.proc.poll() is not None:
-                break
-        return buf.decode(errors="replace").strip()
+        return read_first_line(self.proc, timeout)
 
     def command(self):
         return "sim/umlo-sim --listen 127.0.0.1:0 " + " ".join(self.flags)
@@ -439,36 +293,6 @@ def bounds(shape, profile, rate, concurrency):
         "bound_s": max(steady_s, chain_s), "bound_burst_s": max(burst_s, chain_s),
         "concurrency_floor_s": min_calls * latency / concurrency,
     }
-
-
-class Redis:
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.dir = os.path.join(workdir, "redis")
-        os.makedirs(self.dir)
-        self.argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                     "--save", "", "--appendonly", "no", "--dir", self.dir,
-                     "--logfile", os.path.join(self.dir, "redis.log")]
-        self.proc = subprocess.Popen(self.argv, cwd=self.dir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if redis_command(self.port, "PING") == "PONG":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    @staticmethod
-    def command():
-        return "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
-
-    def stop(self):
-        stop_proc(self.proc)
 
 
 NGINX_CONF = """\
@@ -819,45 +643,6 @@ def describe_run(res, bound):
 
 
 # ------------------------------------------------------------------ report
-
-def machine_info():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem = int(line.split()[1]) / 1024.0 / 1024.0
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "model": model,
-            "memory": "%.1f GiB" % mem if mem else "unknown",
-            "kernel": platform.release(), "load": loadavg()}
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[0]
-    except OSError:
-        return "unknown"
-
-
-def first_line(argv):
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=20)
-        return p.stdout.decode(errors="replace").strip().splitlines()[0]
-    except (OSError, subprocess.TimeoutExpired, IndexError):
-        return "unavailable"
 
 
 def versions(nginx_bin, module):
@@ -1291,14 +1076,7 @@ def main(argv=None):
     machine = machine_info()
     tmp = tempfile.mkdtemp(prefix="umlo-bench-")
     module = os.path.join(tmp, "ngx_umlo_module.so")
-    for attempt in range(10):
-        before = os.stat(args.module)
-        shutil.copyfile(args.module, module)
-        after = os.stat(args.module)
-        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) \
-                and time.time() - after.st_mtime > 2:
-            break
-        time.sleep(3)       # a build is writing it: wait for it to finish
+    copy_stable(args.module, module)     # a build may be writing it
     # Copies of the module and the simulator: a rebuild or an edit during
     # the benchmark must not change (or crash) what is being measured.
     simdir = os.path.join(tmp, "sim")
