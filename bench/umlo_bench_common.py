@@ -298,12 +298,19 @@ def lua_str(s):
 
 
 def write_lua(tmp, name, path, conns_per_thread, ping=False, max_per_conn=None):
+    """The result script; max_per_conn=0: no cap, and no request()
+    function either, so that wrk sends its prepared request without
+    calling Lua for each one (the cheapest load generator wrk can be)."""
     extra = ""
     if ping:
         extra = ('wrk.headers["Connection"] = "close"\n'
                  "function delay()\n  return %d\nend\n" % PING_DELAY_MS)
-    cap = (max_per_conn or MAX_REQUESTS_PER_CONN) * conns_per_thread
-    text = WRK_LUA % {"path": lua_str(path), "cap": cap, "extra": extra}
+    if max_per_conn is None:
+        max_per_conn = MAX_REQUESTS_PER_CONN
+    text = WRK_LUA % {"path": lua_str(path), "cap": max_per_conn * conns_per_thread,
+                      "extra": extra}
+    if max_per_conn == 0:
+        text = extra + text[text.index("function done("):]
     fn = os.path.join(tmp, name)
     with open(fn, "w") as f:
         f.write(text)
