@@ -55,6 +55,12 @@ DEFAULT_PROFILES = ["realistic", "fast"]
 DEFAULT_RUNS = 3
 DEFAULT_MAX_MINUTES = 12.0
 
+# --scaling: how cost grows with the org
+SCALING_SIZES = [1000, 10000, 30000, 100000]
+SCALING_PROFILES = ["realistic", "fast"]
+SCALING_DOC = os.path.join(REPO, "docs", "benchmarks-scaling.md")
+KNEE_FACTOR = 1.5         # marginal cost per user this much above the segment before: a knee
+
 SIM_CPU_LIMIT = 0.90      # simulator busier than this on its one core: invalid
 SIM_LAG_LIMIT_MS = 50.0   # median event-loop lag of the simulator: invalid
 
@@ -850,14 +856,49 @@ def flags(configs):
     return out
 
 
-def write_doc(path, argv, machine, vers, configs, shapes, args, started, finished):
+def commands_section(configs, args):
+    """How the runs were started: simulator, Redis, nginx, its config."""
     L = []
-    L.append("# Sync benchmark")
+    L.append("## Commands")
     L.append("")
-    L.append("Full syncs of a simulated Atlassian organization by ngx_umlo, against the "
-             "simulator in `sim/`, compared with the physical bound of each run.  "
-             "Written by `bench/sync_bench.py` (see [bench/README.md](../bench/README.md)); "
-             "every full run overwrites this file.")
+    L.append("Each run starts its own simulator, Redis and nginx on free loopback ports in a "
+             "temporary directory (`$RUN`), and stops them afterwards.  "
+             "`$BENCH/ngx_umlo_module.so` and `$BENCH/sim/` are copies of "
+             "`build/ngx_umlo_module.so` and `sim/` taken when the benchmark starts, so that "
+             "a rebuild or an edit meanwhile changes nothing that is being measured (the "
+             "commands below show the repository paths).")
+    L.append("")
+    L.append("```sh")
+    seen = []
+    for cfg in configs:
+        cmd = next((r.get("sim_command") for r in cfg["runs"] if r.get("sim_command")), None)
+        if cmd and cmd not in seen:
+            seen.append(cmd)
+            L.append(cmd)
+    L.append(Redis.command())
+    L.append(Nginx.command())
+    L.append("# before the POST: POST /__sim/stats/reset, POST /__sim/ratelimit/reset")
+    L.append("curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync")
+    L.append("curl http://127.0.0.1:$NGINX_PORT/umlo/status     # every 100 ms until it ends")
+    L.append("```")
+    L.append("")
+    L.append("`$RUN/nginx/nginx.conf`:")
+    L.append("")
+    L.append("```nginx")
+    L.append(nginx_conf("$BENCH/ngx_umlo_module.so", "127.0.0.1:$REDIS_PORT",
+                        "http://127.0.0.1:$SIM_PORT", "$RUN/nginx/api.key", "$NGINX_PORT",
+                        args.concurrency).rstrip())
+    L.append("```")
+    L.append("")
+    return L
+
+
+def doc_head(title, intro, argv, machine, vers, args, started, finished):
+    """The top of a results file: what ran, when, on what, with what."""
+    L = []
+    L.append("# " + title)
+    L.append("")
+    L.append(intro)
     L.append("")
     L.append("- Command: `%s`" % shown_command(argv))
     L.append("- Run: %s → %s UTC (%.0f min)" % (
@@ -886,6 +927,17 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
     L.append("- `umlo_sync_concurrency`: %s" % (
         args.concurrency if args.concurrency is not None else "16 (default)"))
     L.append("")
+    return L
+
+
+SYNC_INTRO = ("Full syncs of a simulated Atlassian organization by ngx_umlo, against the "
+              "simulator in `sim/`, compared with the physical bound of each run.  "
+              "Written by `bench/sync_bench.py` (see [bench/README.md](../bench/README.md)); "
+              "every full run overwrites this file.")
+
+
+def write_doc(path, argv, machine, vers, configs, shapes, args, started, finished):
+    L = doc_head("Sync benchmark", SYNC_INTRO, argv, machine, vers, args, started, finished)
     L.append("## Results")
     L.append("")
     L += results_table(configs)
@@ -965,37 +1017,166 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
              "and from then to `succeeded` (writing to Redis and the swap), at the 100 ms "
              "polling resolution.")
     L.append("")
-    L.append("## Commands")
-    L.append("")
-    L.append("Each run starts its own simulator, Redis and nginx on free loopback ports in a "
-             "temporary directory (`$RUN`), and stops them afterwards.  "
-             "`$BENCH/ngx_umlo_module.so` and `$BENCH/sim/` are copies of "
-             "`build/ngx_umlo_module.so` and `sim/` taken when the benchmark starts, so that "
-             "a rebuild or an edit meanwhile changes nothing that is being measured (the "
-             "commands below show the repository paths).")
-    L.append("")
-    L.append("```sh")
-    seen = []
+    L += commands_section(configs, args)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(L))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------- scaling
+
+def linear_fit(points):
+    """Least squares y = a + b·x -> (a, b, r²), or None for fewer than
+    two distinct x."""
+    if len(set(x for x, _ in points)) < 2:
+        return None
+    n = float(len(points))
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    syy = sum((y - my) ** 2 for _, y in points)
+    b = sxy / sxx
+    a = my - b * mx
+    r2 = (sxy * sxy / (sxx * syy)) if syy else 1.0
+    return a, b, r2
+
+
+def knee(points):
+    """The first size at which the marginal cost per user (from the size
+    before) exceeds KNEE_FACTOR times that of the segment before it, with
+    the marginal costs; points are (users, cost) sorted by users."""
+    marg = []
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        marg.append((x1, (y1 - y0) / (x1 - x0)))
+    for (_, m0), (x1, m1) in zip(marg, marg[1:]):
+        if m0 > 0 and m1 > KNEE_FACTOR * m0:
+            return x1, marg
+    return None, marg
+
+
+def scaling_series(configs, profile):
+    """(users, median wall s, median peak RSS growth KiB, median Redis
+    B/user, runs) of a profile's valid configurations, by size."""
+    out = []
     for cfg in configs:
-        cmd = next((r.get("sim_command") for r in cfg["runs"] if r.get("sim_command")), None)
-        if cmd and cmd not in seen:
-            seen.append(cmd)
-            L.append(cmd)
-    L.append(Redis.command())
-    L.append(Nginx.command())
-    L.append("# before the POST: POST /__sim/stats/reset, POST /__sim/ratelimit/reset")
-    L.append("curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync")
-    L.append("curl http://127.0.0.1:$NGINX_PORT/umlo/status     # every 100 ms until it ends")
-    L.append("```")
+        if cfg["profile"] != profile or cfg["rate"]:
+            continue
+        status, ok = summarize(cfg)
+        if not ok or (status and status.startswith("invalid")):
+            continue
+        out.append((cfg["users"],
+                    statistics.median(r["wall_s"] for r in ok),
+                    statistics.median(r["rss_peak_growth_kb"] for r in ok),
+                    statistics.median(r["redis_per_user"] or 0 for r in ok), ok))
+    return sorted(out, key=lambda t: t[0])
+
+
+def scaling_tables(configs, profiles):
+    L = []
+    for prof in profiles:
+        series = scaling_series(configs, prof)
+        L.append("### %s profile, no rate limit" % prof)
+        L.append("")
+        L.append("| users | sync wall time | per 1,000 users | marginal per 1,000 users "
+                 "| peak worker RSS growth | marginal RSS per 1,000 users | Redis per user "
+                 "| API calls |")
+        L.append("| ---: | --- | ---: | ---: | --- | ---: | --- | --- |")
+        prev = None
+        for users, wall, rss, red, ok in series:
+            if prev:
+                mt = "%.3f s" % ((wall - prev[1]) / (users - prev[0]) * 1000)
+                mr = "%.2f MiB" % ((rss - prev[2]) / 1024.0 / (users - prev[0]) * 1000)
+            else:
+                mt = mr = "—"
+            L.append("| %s | %s | %.3f s | %s | %s | %s | %s | %s |" % (
+                "{:,}".format(users), median_range([r["wall_s"] for r in ok], fmt_s),
+                wall / users * 1000, mt,
+                median_range([r["rss_peak_growth_kb"] / 1024.0 for r in ok],
+                             lambda x: "%.1f MiB" % x), mr,
+                median_range([r["redis_per_user"] for r in ok], lambda x: "%.0f B" % x),
+                median_range([r["calls"] for r in ok], lambda x: "%d" % x)))
+            prev = (users, wall, rss)
+        refused = [cfg for cfg in configs if cfg["profile"] == prof and not cfg["rate"]
+                   and cfg["users"] not in [t[0] for t in series]]
+        for cfg in refused:
+            status, _ = summarize(cfg)
+            L.append("| %s | **%s** | | | | | | |" % ("{:,}".format(cfg["users"]),
+                                                      status or "no valid run"))
+        L.append("")
+        for what, unit, pts in (
+                ("sync wall time", "s", [(t[0], t[1]) for t in series]),
+                ("peak worker RSS growth", "MiB", [(t[0], t[2] / 1024.0) for t in series]),
+                ("Redis memory", "MiB", [(t[0], t[3] * t[0] / 1048576.0) for t in series])):
+            fit = linear_fit(pts)
+            if not fit:
+                L.append("- %s: fewer than two sizes measured, no fit." % what)
+                continue
+            a, b, r2 = fit
+            at, marg = knee(pts)
+            L.append("- %s ≈ %.3g %s %s %.3g %s per 1,000 users (least squares over %d "
+                     "sizes, r² = %.4f); %s." % (
+                         what, a, unit, "−" if b < 0 else "+", abs(b) * 1000, unit,
+                         len(pts), r2,
+                         ("**knee at %s users**: the marginal cost per user from the size "
+                          "before is more than %.1f× that of the segment below (%s)" % (
+                              "{:,}".format(at), KNEE_FACTOR, ", ".join(
+                                  "%.3g %s/1,000 up to %s" % (m * 1000, unit, "{:,}".format(x))
+                                  for x, m in marg)))
+                         if at else
+                         "no knee: no segment's marginal cost per user is more than %.1f× "
+                         "the one below it (%s)" % (KNEE_FACTOR, ", ".join(
+                             "%.3g %s/1,000 up to %s" % (m * 1000, unit, "{:,}".format(x))
+                             for x, m in marg) or "one segment")))
+        L.append("")
+    return L
+
+
+SCALING_INTRO = ("How the cost of a full sync grows with the organization: sync time, the "
+                 "nginx worker's peak memory and Redis memory per user at %s users, to "
+                 "show whether it is linear and where a knee is.  Written by "
+                 "`bench/sync_bench.py --scaling` (see [bench/README.md](../bench/README.md)); "
+                 "every full run overwrites this file.")
+
+
+def write_scaling_doc(path, argv, machine, vers, configs, shapes, args, started, finished):
+    sizes = ", ".join("{:,}".format(u) for u in args.sizes)
+    L = doc_head("Sync cost against organization size", SCALING_INTRO % sizes, argv, machine,
+                 vers, args, started, finished)
+    L.append("## Growth")
     L.append("")
-    L.append("`$RUN/nginx/nginx.conf`:")
+    L += scaling_tables(configs, args.profiles)
+    L.append("- *marginal per 1,000 users*: the difference of the median from the size "
+             "before, divided by the users added; constant marginal costs are a linear "
+             "cost, a rising one a knee.  A knee is reported when a segment's marginal "
+             "cost per user exceeds %.1f× the segment's below it." % KNEE_FACTOR)
+    L.append("- *realistic* has 150 ms of latency per request: its time is the pages a sync "
+             "must wait for (divided by `umlo_sync_concurrency`); *fast* has none: its time "
+             "is CPU, of the module and of the single-threaded simulator.  The fast "
+             "profile's results are refused as simulator-bound when the simulator used "
+             "over %.0f%% of a core." % (100 * SIM_CPU_LIMIT))
+    L.append("- Memory: *peak worker RSS growth*, highest VmRSS of the nginx worker "
+             "(sampled every 100 ms) less its idle value; *Redis per user*, growth of "
+             "`used_memory` over the sync ÷ users in the snapshot.  The fit of Redis "
+             "memory is over the total (per user × users).")
     L.append("")
-    L.append("```nginx")
-    L.append(nginx_conf("$BENCH/ngx_umlo_module.so", "127.0.0.1:$REDIS_PORT",
-                        "http://127.0.0.1:$SIM_PORT", "$RUN/nginx/api.key", "$NGINX_PORT",
-                        args.concurrency).rstrip())
-    L.append("```")
+    fl = flags(configs)
+    L.append("### Flagged by the script")
     L.append("")
+    L += ["- " + f for f in fl] if fl else ["- nothing"]
+    L.append("")
+    L.append("## All figures of these runs")
+    L.append("")
+    L += results_table(configs)
+    L.append("")
+    L.append("Bounds, columns and flags as in [benchmarks.md](benchmarks.md).")
+    L.append("")
+    L.append("## Every run")
+    L.append("")
+    L += details_table(configs)
+    L.append("")
+    L += commands_section(configs, args)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(L))
@@ -1033,9 +1214,25 @@ def parse_args(argv):
                    help="before each run, wait up to this long for other processes to use "
                         "less than %.1f core (default %%(default)s)" % OTHERS_LIMIT)
     p.add_argument("--keep", action="store_true", help="keep the temporary run directories")
+    p.add_argument("--scaling", action="store_true",
+                   help="how cost grows: %s users, no rate limit, realistic and fast; "
+                        "writes docs/benchmarks-scaling.md" % ",".join(map(str, SCALING_SIZES)))
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: a tiny org (300 users; 200 and 500 with --scaling), fast "
+                        "profile, 1 run, no waiting; checks that the tool works, writes nothing")
     args = p.parse_args(argv)
-    full = not args.quick and args.sizes is None and args.rates is None \
+    full = not args.quick and not args.smoke and args.sizes is None and args.rates is None \
         and args.profiles is None and args.runs is None
+    if args.smoke:
+        args.sizes = args.sizes or ([200, 500] if args.scaling else [300])
+        args.rates = args.rates or [0]
+        args.profiles = args.profiles or ["fast"]
+        args.runs = args.runs or 1
+        args.quiet_wait = 0
+    if args.scaling:
+        args.sizes = args.sizes or SCALING_SIZES
+        args.rates = args.rates or [0]
+        args.profiles = args.profiles or SCALING_PROFILES
     if args.quick:
         args.sizes = args.sizes or [1000, 10000]
         args.rates = args.rates or [0]
@@ -1051,7 +1248,7 @@ def parse_args(argv):
     if args.runs < 1:
         p.error("--runs must be at least 1")
     if args.write is None:
-        args.write = DOC if full else None
+        args.write = (SCALING_DOC if args.scaling else DOC) if full else None
     elif args.write == "-":
         args.write = None
     return args
@@ -1136,10 +1333,15 @@ def main(argv=None):
     log("")
     for line in results_table(configs):
         log(line)
+    if args.scaling:
+        log("")
+        for line in scaling_tables(configs, args.profiles):
+            log(line)
     for f in flags(configs):
         log("flag: " + f)
     if args.write and not interrupted:
-        write_doc(args.write, argv, machine, vers, configs, shapes, args, started, finished)
+        (write_scaling_doc if args.scaling else write_doc)(
+            args.write, argv, machine, vers, configs, shapes, args, started, finished)
         log("\nwrote %s" % os.path.relpath(args.write, os.getcwd()))
     elif args.write:
         log("\ninterrupted: %s not written" % os.path.relpath(args.write, os.getcwd()))
