@@ -497,6 +497,8 @@ def parse_args(argv):
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds: 5,000 users, 1 run of 1 s, 4 connections; checks "
                         "that the tool works, writes nothing")
+    p.add_argument("--quick", action="store_true",
+                   help="10,000 users, 1 run of 3 s; writes nothing")
     p.add_argument("--sync-timeout", type=int, default=1800, help="seconds")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="SECONDS",
                    help="before each run, wait up to SECONDS for other processes to use "
@@ -511,10 +513,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     custom = any(x is not None for x in (args.users, args.runs, args.duration, args.conns)) \
         or args.wrk_threads != 1 or args.profile != "realistic"
-    s = args.smoke
-    args.users = args.users or (5000 if s else 100000)
-    args.runs = args.runs or (1 if s else 3)
-    args.duration = args.duration or (1 if s else 10)
+    s, q = args.smoke, args.quick
+    args.users = args.users or (5000 if s else 10000 if q else 100000)
+    args.runs = args.runs or (1 if s or q else 3)
+    args.duration = args.duration or (1 if s else 3 if q else 10)
     args.conns = args.conns or (4 if s else 50)
     if args.runs < 1 or args.duration < 1 or args.duration > 120 or args.conns < 1 \
             or args.wrk_threads < 1 or args.wrk_threads > args.conns:
@@ -522,7 +524,7 @@ def parse_args(argv):
     if s:
         args.quiet_wait = min(args.quiet_wait, 0)
     if args.write is None:
-        args.write = "-" if (s or custom) else DOC
+        args.write = "-" if (s or q or custom) else DOC
     return args
 
 

@@ -1230,7 +1230,7 @@ def parse_args(argv):
         args.runs = args.runs or 1
         args.quiet_wait = 0
     if args.scaling:
-        args.sizes = args.sizes or SCALING_SIZES
+        args.sizes = args.sizes or ([1000, 10000, 30000] if args.quick else SCALING_SIZES)
         args.rates = args.rates or [0]
         args.profiles = args.profiles or SCALING_PROFILES
     if args.quick:

@@ -746,7 +746,8 @@ class Bench:
                 for c in a.conns:
                     self.load_run("users", q["name"], q["path"], c, a.duration, run)
             for q in refs:
-                self.load_run("ref", q["name"], q["path"], 1, max(2, a.duration // 2), run)
+                self.load_run("ref", q["name"], q["path"], 1,
+                              max(1 if a.smoke else 2, a.duration // 2), run)
             self.load_run("dashboard", "dashboard", "/umlo/dashboard", TARGET_CLIENTS,
                           a.duration, run)
         time.sleep(0.5)
@@ -1246,6 +1247,9 @@ def parse_args(argv):
                    help="listen ... reuseport: the kernel spreads connections over the workers")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20,000 users, 1 run, 3 s per wrk run, no perf")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: 500 users, 1 run of 1 s at 2 clients, no perf, no "
+                        "waiting; checks that the tool works, writes nothing")
     p.add_argument("--sync-timeout", type=int, default=1800, help="seconds")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="SECONDS",
                    help="before each run, wait up to SECONDS for the machine to be "
@@ -1261,12 +1265,20 @@ def parse_args(argv):
     custom = any(x is not None for x in (args.users, args.runs, args.duration)) \
         or args.conns != "1,10,50" or args.no_ping or args.groups is not None \
         or args.sites != 8 or args.wrk_threads != 2 or args.reuseport
+    if args.smoke:
+        args.users = args.users or 500
+        args.duration = args.duration or 1
+        args.perf = 0 if args.perf is None else args.perf
+        args.quiet_wait = 0
+        if args.conns == "1,10,50":
+            args.conns = "2"
+        args.wrk_threads = 1
     if args.users is None:
         args.users = 20000 if args.quick else 100000
     if args.groups is None:
         args.groups = max(1, args.users // 20)
     if args.runs is None:
-        args.runs = 1 if args.quick else 3
+        args.runs = 1 if args.quick or args.smoke else 3
     if args.duration is None:
         args.duration = 3 if args.quick else 10
     if args.perf is None:
@@ -1276,7 +1288,7 @@ def parse_args(argv):
             or min(args.conns) < 1 or max(args.conns) > 500 or args.duration > 120:
         p.error("users, runs, duration (1..120 s) and connections (1..500) must be positive")
     if args.write is None:
-        args.write = "-" if (args.quick or custom) else DOC
+        args.write = "-" if (args.quick or args.smoke or custom) else DOC
     return args
 
 
