@@ -148,25 +148,27 @@ import sys
 sys.path.insert(0, "bench")
 import status_bench as s
 class A: runs = 1
-def run(target, refused, rps=1000.0):
+def run(target, refused, rps=1000.0, us=4.0):
     return {"phase": "idle", "target": target, "path": "/", "run": 1, "refused": refused,
             "wrk": {"rps": rps, "p50": 0.1, "p99": 1.0, "max": 2.0, "bytes_per_req": 100,
                     "errors": 0, "non2xx": 0},
-            "nginx_cpu": 0.5, "wrk_cpu_thread": 0.95 if refused else 0.3, "redis_cpu": 0.1,
+            "nginx_cpu": 0.5, "nginx_us_per_req": us, "wrk_cpu_thread": 0.95 if refused else 0.3, "redis_cpu": 0.1,
             "sim_cpu": 0.0, "others_cpu": 0.0}
-rows = [run("umlo_status", None, 500.0), run("stub_status", "wrk-bound (95 % of a core per wrk thread)")]
+rows = [run("umlo_status", None, 500.0, 20.0),
+        run("stub_status", "wrk-bound (95 % of a core per wrk thread)")]
 print("\n".join(s.ratio_table(rows, A)))
 print("\n".join(s.results_table(rows, A)))
-rows = [run("umlo_status", None, 500.0), run("stub_status", None, 1000.0)]
+rows = [run("umlo_status", None, 500.0, 20.0), run("stub_status", None, 1000.0, 4.0)]
 print("\n".join(s.ratio_table(rows, A)))
 PY
         my ($rc, $out) = run_tool(20, @py, '-c', $py);
         is($rc, 0, 'ran') or diag $out;
-        like($out, qr/^\| idle \| \*\*refused: no pair of valid runs\*\* \| \| 0\/1 \|$/m,
+        like($out, qr/^\| idle \| \*\*refused: no pair of valid runs\*\* \| \| \| 0\/1 \|$/m,
              'no ratio from a wrk-bound run');
         like($out, qr/^\| idle \| `\/nginx_status` \| \*\*refused: wrk-bound/m,
              'the refused run says why instead of a figure');
-        like($out, qr/^\| idle \| 0\.50 \| 1\.0× \| 1\/1 \|$/m, 'valid pair: the ratio');
+        like($out, qr/^\| idle \| 0\.50 \| 1\.0× \| 0\.20 \| 1\/1 \|$/m,
+             'valid pair: the ratios of throughput, p99 and CPU per request');
     };
 
     subtest 'users_bench --smoke' => sub {
