@@ -11,6 +11,7 @@
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
 #include "ngx_umlo_store.h"
+#include "ngx_umlo_bulk.h"
 
 #include <curl/curl.h>
 
@@ -50,6 +51,15 @@ static ngx_conf_num_bounds_t  ngx_umlo_selective_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_umlo_history_bounds = {
     ngx_conf_check_num_bounds, 1, 10000
+};
+
+/* a filter's matches fit on one page of the query engine */
+static ngx_conf_num_bounds_t  ngx_umlo_bulk_users_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000
+};
+
+static ngx_conf_num_bounds_t  ngx_umlo_bulk_audit_bounds = {
+    ngx_conf_check_num_bounds, 1, 100000
 };
 
 
@@ -146,6 +156,62 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_bulk_max_users"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_max_users),
+      &ngx_umlo_bulk_users_bounds },
+
+    { ngx_string("umlo_bulk_max_data_age"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_max_age),
+      NULL },
+
+    { ngx_string("umlo_bulk_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_token_ttl),
+      NULL },
+
+    { ngx_string("umlo_bulk_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_retention),
+      NULL },
+
+    { ngx_string("umlo_bulk_audit_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_audit_max),
+      &ngx_umlo_bulk_audit_bounds },
+
+    { ngx_string("umlo_bulk_protected_group"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_protected),
+      NULL },
+
+    { ngx_string("umlo_bulk_actor"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_actor),
+      NULL },
+
+    { ngx_string("umlo_bulk"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_bulk_handler },
+
     { ngx_string("umlo_sync"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
@@ -238,6 +304,12 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->bulk_max_users = NGX_CONF_UNSET_UINT;
+    umcf->bulk_max_age = NGX_CONF_UNSET;
+    umcf->bulk_token_ttl = NGX_CONF_UNSET_MSEC;
+    umcf->bulk_retention = NGX_CONF_UNSET;
+    umcf->bulk_audit_max = NGX_CONF_UNSET_UINT;
+    umcf->bulk_protected = NGX_CONF_UNSET_PTR;
 
     return umcf;
 }
@@ -257,6 +329,12 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_uint_value(umcf->bulk_max_users, 100);
+    ngx_conf_init_value(umcf->bulk_max_age, 86400);
+    ngx_conf_init_msec_value(umcf->bulk_token_ttl, 900000);
+    ngx_conf_init_value(umcf->bulk_retention, 30 * 86400);
+    ngx_conf_init_uint_value(umcf->bulk_audit_max, 10000);
+    ngx_conf_init_ptr_value(umcf->bulk_protected, NULL);
 
     if (umcf->sync_lease < 3000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
