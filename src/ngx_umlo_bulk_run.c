@@ -72,6 +72,7 @@ static int ngx_umlo_bulk_changed(json_t *old, json_t *now, char *why,
 static int ngx_umlo_bulk_call(ngx_umlo_bulk_job_t *job, const char *method,
     const char *path, json_t *body, ngx_umlo_bulk_call_t *call);
 static void ngx_umlo_bulk_done(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req);
+static void ngx_umlo_bulk_tick(void *data);
 static void ngx_umlo_bulk_fail(ngx_umlo_bulk_job_t *job, ngx_uint_t status,
     const char *code, const char *fmt, ...);
 static int ngx_umlo_bulk_in(json_t *list, const char *field,
@@ -1068,7 +1069,6 @@ ngx_umlo_bulk_audit(ngx_umlo_bulk_job_t *job)
 void
 ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job)
 {
-    int                   rc;
     char                  err[NGX_UMLO_API_ERRLEN], at[32];
     size_t                i, done, total;
     json_t               *items, *item;
@@ -1094,6 +1094,9 @@ ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job)
     conf.backoff_max_ms = 30000;
     conf.max_response = NGX_UMLO_BULK_MAX_RESPONSE;
     conf.cancel = &job->cancel;
+    conf.tick = ngx_umlo_bulk_tick;
+    conf.tick_data = job;
+    conf.tick_ms = 1000;
 
     job->api = ngx_umlo_api_create(&conf, err, sizeof(err));
 
@@ -1121,37 +1124,24 @@ ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job)
             continue;
         }
 
-        if (job->api == NULL || job->cancel || state[0] != 's') {
-            ngx_umlo_bulk_outcome(item, "not_run", job->api == NULL ? "%s"
-                                  : "the job stopped first: %s",
-                                  job->api == NULL ? err
-                                  : job->error[0] ? job->error
-                                  : "nginx is reloading or shutting down");
-            if (state[0] == 's') {
-                state = job->api == NULL ? "failed" : "cancelled";
-            }
+        if (job->api == NULL) {
+            snprintf(job->error, sizeof(job->error), "%s", err);
+        }
 
+        /* the lease, renewed at a third of it; lost means stop */
+        ngx_umlo_bulk_tick(job);
+
+        if (job->api == NULL || job->cancel || job->error[0] != '\0') {
+            ngx_umlo_bulk_outcome(item, "not_run", "the job stopped first: "
+                                  "%s", job->error[0] ? job->error
+                                  : "nginx is reloading or shutting down");
             continue;
         }
 
-        /* the lease: renewed at a third, lost means stop */
-        if (ngx_umlo_bulk_now() - job->renewed_ms > job->lease_ms / 3) {
-            rc = ngx_umlo_store_renew(&job->store, job->lock, job->lease_ms);
-            if (rc != 1) {
-                snprintf(job->error, sizeof(job->error), "the org lock was "
-                         "lost (Redis unreachable or too slow?)");
-                ngx_umlo_bulk_outcome(item, "not_run", "%s", job->error);
-                state = "failed";
-                continue;
-            }
-
-            job->renewed_ms = ngx_umlo_bulk_now();
-        }
-
         if (ngx_umlo_bulk_user(job, item) != 0) {
-            state = "cancelled";
             ngx_umlo_bulk_outcome(item, "not_run", "the job stopped first: "
-                                  "nginx is reloading or shutting down");
+                                  "%s", job->error[0] ? job->error
+                                  : "nginx is reloading or shutting down");
         }
 
         json_object_set_new(json_object_get(job->doc, "progress"), "done",
@@ -1164,6 +1154,13 @@ ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job)
     if (job->api != NULL) {
         ngx_umlo_api_destroy(job->api);
         job->api = NULL;
+    }
+
+    if (job->error[0] != '\0') {
+        state = "failed";
+
+    } else if (job->cancel) {
+        state = "cancelled";
     }
 
     ngx_umlo_bulk_iso(at, sizeof(at), ngx_umlo_bulk_now());
@@ -1429,6 +1426,34 @@ ngx_umlo_bulk_call(ngx_umlo_bulk_job_t *job, const char *method,
     }
 
     return 0;
+}
+
+
+/* also from the client while a call waits: a slow call keeps the lock */
+
+static void
+ngx_umlo_bulk_tick(void *data)
+{
+    ngx_umlo_bulk_job_t  *job = data;
+
+    if (job->error[0] != '\0'
+        || ngx_umlo_bulk_now() - job->renewed_ms < job->lease_ms / 3)
+    {
+        return;
+    }
+
+    if (ngx_umlo_store_renew(&job->store, job->lock, job->lease_ms) != 1) {
+        snprintf(job->error, sizeof(job->error), "the org lock was lost "
+                 "(Redis unreachable or too slow?)");
+
+        if (job->api != NULL) {
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+        }
+
+        return;
+    }
+
+    job->renewed_ms = ngx_umlo_bulk_now();
 }
 
 

@@ -323,6 +323,30 @@ subtest 'the org lock: no job while a sync holds it' => sub {
     is user('frank')->{membershipStatus}, 'active', 'frank untouched';
 };
 
+subtest 'a running job holds the org lock: a sync waits; progress is visible' => sub {
+    sim_ok(POST => 'config', { latencyMs => 300 });
+    my $r = bulk({ action => 'suspend', users => ['bk-frank', 'bk-alice'] });
+    is $r->{status}, 202, 'job accepted' or diag $r->{body};
+    my $id = $r->{json}{id};
+    my $s = req($t, POST => '/umlo/sync');
+    is $s->{status}, 409, 'a sync during the job: 409';
+    json_contains $s->{json}, { error => { code => 'sync_running',
+        message => qr/bulk job/ } }, 'sync_running, naming bulk jobs';
+    my $doc = req($t, GET => "/umlo/bulk/jobs/$id")->{json};
+    is $doc->{state}, 'running', 'the job is running';
+    cmp_ok $doc->{progress}{done}, '<', 2, 'progress so far';
+    is $doc->{progress}{total}, 2, 'of two users';
+    $doc = wait_job($id);
+    sim_ok(POST => 'config', { latencyMs => 0 });
+    is $doc->{state}, 'succeeded', 'the job finished';
+    is $doc->{progress}{done}, 2, 'progress complete';
+    is user($_)->{membershipStatus}, 'suspended', "$_ suspended" for qw(frank alice);
+    my ($st) = run_sync($t);
+    is $st && $st->{state}, 'succeeded', 'a sync runs once the job is done';
+    run_job({ action => 'restore', users => ['bk-frank', 'bk-alice'] });
+    is user($_)->{membershipStatus}, 'active', "$_ restored" for qw(frank alice);
+};
+
 subtest 'stale data refused unless forced (second instance)' => sub {
     $t->start_nginx(name => 'stale',
         http_config => umlo_http_config("$http\numlo_bulk_max_data_age 1s;"),
