@@ -70,6 +70,7 @@ static void ngx_umlo_bulk_got_audit(redisReply *reply, void *data);
 static ngx_int_t ngx_umlo_bulk_csv(ngx_http_request_t *r, redisReply *reply);
 static u_char *ngx_umlo_bulk_cell(u_char *p, u_char *last, json_t *value,
     ngx_uint_t sep);
+static size_t ngx_umlo_bulk_cell_size(json_t *value);
 static ngx_int_t ngx_umlo_bulk_redis_down(ngx_http_request_t *r,
     redisReply *reply);
 static size_t ngx_umlo_bulk_span(u_char *p, size_t len);
@@ -1056,33 +1057,38 @@ ngx_umlo_bulk_got_audit(redisReply *reply, void *data)
 static ngx_int_t
 ngx_umlo_bulk_csv(ngx_http_request_t *r, redisReply *reply)
 {
-    u_char           *p, *last;
-    size_t            i, j, n, size;
+    u_char           *p;
+    size_t            i, j, k, n, size, prefix;
     json_t           *entry, *user, *users;
     ngx_int_t         rc;
     ngx_buf_t        *b;
-    ngx_chain_t       out;
+    ngx_chain_t      *out, **ll, *cl;
     ngx_table_elt_t  *h;
 
     static const char  header[] =
         "at,job,who,action,params,target,dry_run,state,dry_run_id,user,"
         "outcome,reason\r\n";
 
-    size = sizeof(header);
+    static const char  *fields[] = {
+        "at", "id", "who", "action", "params", "target", "dry_run", "state",
+        "dry_run_id", "id", "outcome", "reason"
+    };
 
-    for (i = 0; i < reply->elements; i++) {
-        /* each cell at most doubles, plus quotes and separators */
-        size += 4 * reply->element[i]->len + 256;
-    }
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
+    b = ngx_calloc_buf(r->pool);
+    out = ngx_alloc_chain_link(r->pool);
+    if (b == NULL || out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(b->last, header, sizeof(header) - 1);
-    last = b->end;
+    b->pos = (u_char *) header;
+    b->last = b->pos + sizeof(header) - 1;
+    b->memory = 1;
+    out->buf = b;
+    out->next = NULL;
+    ll = &out->next;
+    size = sizeof(header) - 1;
 
+    /* one buffer per entry, sized from its cells before writing them */
     for (i = 0; i < reply->elements; i++) {
         entry = json_loadb(reply->element[i]->str, reply->element[i]->len,
                            0, NULL);
@@ -1093,45 +1099,67 @@ ngx_umlo_bulk_csv(ngx_http_request_t *r, redisReply *reply)
         users = json_object_get(entry, "users");
         n = json_array_size(users);
 
+        prefix = 0;
+        for (k = 0; k < 9; k++) {
+            prefix += ngx_umlo_bulk_cell_size(json_object_get(entry,
+                                                              fields[k]));
+        }
+
+        size = 0;
+
         for (j = 0; j < (n ? n : 1); j++) {
             user = json_array_get(users, j);
+            size += prefix + 2;
 
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "at"), 0);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "id"), 1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "who"), 1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "action"),
-                                   1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "params"),
-                                   1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "target"),
-                                   1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry,
-                                                            "dry_run"), 1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry, "state"),
-                                   1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(entry,
-                                                            "dry_run_id"), 1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(user, "id"), 1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(user, "outcome"),
-                                   1);
-            p = ngx_umlo_bulk_cell(p, last, json_object_get(user, "reason"),
-                                   1);
-
-            if (p + 2 <= last) {
-                *p++ = '\r';
-                *p++ = '\n';
+            for (k = 9; k < 12; k++) {
+                size += ngx_umlo_bulk_cell_size(json_object_get(user,
+                                                                fields[k]));
             }
         }
 
+        b = ngx_create_temp_buf(r->pool, size);
+        cl = ngx_alloc_chain_link(r->pool);
+        if (b == NULL || cl == NULL) {
+            json_decref(entry);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = b->last;
+
+        for (j = 0; j < (n ? n : 1); j++) {
+            user = json_array_get(users, j);
+
+            for (k = 0; k < 12; k++) {
+                p = ngx_umlo_bulk_cell(p, b->end,
+                                       json_object_get(k < 9 ? entry : user,
+                                                       fields[k]),
+                                       k > 0);
+            }
+
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+
         json_decref(entry);
+
+        b->last = p;
+        cl->buf = b;
+        cl->next = NULL;
+        *ll = cl;
+        ll = &cl->next;
     }
 
-    b->last = p;
+    size = 0;
+    for (cl = out; cl; cl = cl->next) {
+        size += cl->buf->last - cl->buf->pos;
+        b = cl->buf;
+    }
+
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;
 
     r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
+    r->headers_out.content_length_n = size;
     ngx_str_set(&r->headers_out.content_type, "text/csv; charset=utf-8");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
@@ -1150,10 +1178,7 @@ ngx_umlo_bulk_csv(ngx_http_request_t *r, redisReply *reply)
         return rc;
     }
 
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_output_filter(r, out);
 }
 
 
@@ -1166,20 +1191,16 @@ static u_char *
 ngx_umlo_bulk_cell(u_char *p, u_char *last, json_t *value, ngx_uint_t sep)
 {
     char        *dump;
-    size_t       len, i;
+    size_t       len, i, n;
     const char  *s;
 
-    if (sep && p < last) {
-        *p++ = ',';
-    }
-
     dump = NULL;
+    s = "";
 
     if (value == NULL || json_is_null(value)) {
-        return p;
-    }
+        /* empty */
 
-    if (json_is_string(value)) {
+    } else if (json_is_string(value)) {
         s = json_string_value(value);
 
     } else if (json_is_true(value) || json_is_false(value)) {
@@ -1192,14 +1213,28 @@ ngx_umlo_bulk_cell(u_char *p, u_char *last, json_t *value, ngx_uint_t sep)
 
     len = ngx_strlen(s);
 
-    if (last - p < (ssize_t) (2 * len + 4)) {
+    if (sep) {
+        *p++ = ',';
+    }
+
+    if (len == 0) {
+        free(dump);
+        return p;
+    }
+
+    n = 0;
+    for (i = 0; i < len; i++) {
+        n += (s[i] == '"') ? 2 : 1;
+    }
+
+    if (last - p < (ssize_t) (n + 3)) {
         free(dump);
         return p;
     }
 
     *p++ = '"';
 
-    if (len && ngx_strchr("=+-@\t\r", s[0]) != NULL) {
+    if (ngx_strchr("=+-@\t\r", s[0]) != NULL) {
         *p++ = '\'';
     }
 
@@ -1216,6 +1251,31 @@ ngx_umlo_bulk_cell(u_char *p, u_char *last, json_t *value, ngx_uint_t sep)
     free(dump);
 
     return p;
+}
+
+
+/* the most a cell and its separator can take */
+
+static size_t
+ngx_umlo_bulk_cell_size(json_t *value)
+{
+    char    *dump;
+    size_t   len;
+
+    if (value == NULL || json_is_null(value)) {
+        return 1;
+    }
+
+    if (json_is_string(value)) {
+        len = ngx_strlen(json_string_value(value));
+
+    } else {
+        dump = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+        len = dump ? ngx_strlen(dump) : 0;
+        free(dump);
+    }
+
+    return 2 * len + 4;
 }
 
 

@@ -388,6 +388,8 @@ subtest 'audit log: JSON and CSV' => sub {
     $r = req($t, GET => '/umlo/bulk/audit?limit=2');
     is scalar @{ $r->{json}{data} }, 2, 'limit';
 
+    is bulk({ action => 'suspend', users => ['bk-frank'], dry_run => JSON::PP::true },
+        who => '=HYPERLINK("x")')->{status}, 200, 'a dry run by a strange name';
     $r = req($t, GET => '/umlo/bulk/audit?format=csv');
     is $r->{status}, 200, 'CSV: 200';
     like $r->{headers}{'content-type'}, qr{^text/csv}, 'text/csv';
@@ -398,6 +400,8 @@ subtest 'audit log: JSON and CSV' => sub {
     like $bob, qr/"approver","remove_product",.*"false","succeeded","\Q$dry->{id}\E","bk-bob","skipped","changed in Atlassian/,
         'a row per user';
     is scalar(grep { /"\Q$run->{id}\E"/ } @lines), 5, 'five rows for the run';
+    like $lines[1], qr/^"[^"]+","b-[^"]+","'=HYPERLINK\(""x""\)","suspend",/,
+        'quoted, and a formula is defused';
 };
 
 final_checks($t, names => [qw(main stale)]);
