@@ -661,12 +661,13 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
     if (total > job->max_users) {
         ngx_umlo_query_free(q);
         ngx_umlo_cache_release(ref);
+        status = ngx_umlo_send_error(r, 422, "too_many_users", "the filter "
+                                     "matches %uD users, more than "
+                                     "umlo_bulk_max_users (%ui): narrow it "
+                                     "down", total,
+                                     (ngx_uint_t) job->max_users);
         ngx_umlo_bulk_free(job);
-        ngx_http_finalize_request(r,
-            ngx_umlo_send_error(r, 422, "too_many_users", "the filter "
-                                "matches %uD users, more than "
-                                "umlo_bulk_max_users (%ui): narrow it down",
-                                total, (ngx_uint_t) job->max_users));
+        ngx_http_finalize_request(r, status);
         return;
     }
 
