@@ -8,6 +8,7 @@ use warnings;
 # forced, the audit log (JSON and CSV) and bad input.
 
 use Test::More;
+use MIME::Base64 ();
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for);
@@ -80,7 +81,8 @@ sub in_group { my ($u, $g) = @_; scalar grep { $_ eq $g } @{ user($u)->{groups} 
 sub bulk {
     my ($json, %o) = @_;
     return req($t, POST => '/umlo/bulk', json => $json, name => $o{name},
-        headers => { 'X-Umlo-Admin' => $o{who} // 'tester' });
+        headers => { 'X-Umlo-Admin' => $o{who} // 'tester',
+                     ($o{auth} ? (Authorization => "Basic $o{auth}") : ()) });
 }
 
 sub wait_job {
@@ -348,24 +350,58 @@ subtest 'a running job holds the org lock: a sync waits; progress is visible' =>
 };
 
 subtest 'stale data refused unless forced (second instance)' => sub {
+    # no umlo_bulk_actor here: the audit names the basic-auth user
+    my $pw = $t->path('htpasswd');
+    open my $fh, '>', $pw or die "$pw: $!";
+    print $fh 'admin:' . crypt('secret', 'ab') . "\n";
+    close $fh;
     $t->start_nginx(name => 'stale',
-        http_config => umlo_http_config("$http\numlo_bulk_max_data_age 1s;"),
-        config => umlo_locations($locations));
+        http_config => umlo_http_config(join "\n",
+            'umlo_bulk_protected_group bulk-protected;', 'umlo_bulk_max_users 6;',
+            'umlo_bulk_max_data_age 1s;'),
+        config => umlo_locations(join "\n", 'location /umlo/users { umlo_users; }',
+            "location /umlo/bulk { auth_basic umlo; auth_basic_user_file $pw; umlo_bulk; }"));
     sleep 2.2;
+    my $auth = MIME::Base64::encode_base64('admin:secret', '');
     my $r = bulk({ action => 'suspend', users => ['bk-frank'] }, name => 'stale');
+    is $r->{status}, 401, 'the location asks for a password';
+    $r = bulk({ action => 'suspend', users => ['bk-frank'] }, name => 'stale', auth => $auth);
     is $r->{status}, 409, 'stale data: 409';
     json_contains $r->{json}, { error => { code => 'stale_data',
         message => qr/umlo_bulk_max_data_age \(1 s\).*force/ } }, 'stale_data, naming the limit';
     is user('frank')->{membershipStatus}, 'active', 'nothing changed';
     $r = bulk({ action => 'suspend', users => ['bk-frank'], force => JSON::PP::true },
-        name => 'stale');
+        name => 'stale', auth => $auth);
     is $r->{status}, 202, 'forced: 202';
     my $job = wait_job($r->{json}{id});
     is by_id($job)->{frank}{outcome}, 'done', 'ran';
     ok $job->{force}, 'the job says it was forced';
+    is $job->{requested_by}, 'admin', 'asked by the basic-auth user';
     is req($t, GET => "/umlo/bulk/jobs/$job->{id}")->{json}{state}, 'succeeded',
         'the other instance sees the job';
     run_job({ action => 'restore', users => ['bk-frank'] });
+};
+
+subtest 'a reload stops a running job cleanly' => sub {
+    sim_ok(POST => 'config', { latencyMs => 400 });
+    my $r = bulk({ action => 'suspend', users => [ map { "bk-$_" } qw(alice bob frank) ] });
+    is $r->{status}, 202, 'job accepted' or diag $r->{body};
+    my $id = $r->{json}{id};
+    wait_for(sub { (req($t, GET => "/umlo/bulk/jobs/$id")->{json}{state} // '') eq 'running' },
+        timeout => 10, interval => 0.05);
+    $t->reload_nginx;
+    my $doc = wait_job($id);
+    sim_ok(POST => 'config', { latencyMs => 0 });
+    is $doc->{state}, 'cancelled', 'cancelled';
+    my %n = map { $_->{outcome} => 1 } @{ $doc->{users} };
+    ok $n{not_run}, 'users not reached are not_run';
+    like((grep { $_->{outcome} eq 'not_run' } @{ $doc->{users} })[0]{reason},
+        qr/reloading or shutting down/, 'saying why');
+    ok !defined $t->redis('GET', org_key($t, 'lock')), 'the lock is released';
+    my @done = map { $_->{id} =~ s/^bk-//r } grep { $_->{outcome} eq 'done' } @{ $doc->{users} };
+    is user($_)->{membershipStatus}, 'suspended', "$_ (done) is suspended" for @done;
+    run_job({ action => 'restore', users => [ map { "bk-$_" } @done ] }) if @done;
+    is user($_)->{membershipStatus}, 'active', "$_ active" for qw(alice bob frank);
 };
 
 subtest 'audit log: JSON and CSV' => sub {
