@@ -52,8 +52,6 @@ static ngx_int_t ngx_umlo_bulk_parse(ngx_http_request_t *r,
     ngx_umlo_bulk_job_t *job);
 static ngx_int_t ngx_umlo_bulk_parse_job(ngx_http_request_t *r,
     ngx_umlo_bulk_job_t *job, json_t *body);
-static ngx_umlo_bulk_job_t *ngx_umlo_bulk_job(ngx_http_request_t *r);
-static void ngx_umlo_bulk_free(ngx_umlo_bulk_job_t *job);
 static void ngx_umlo_bulk_filtered(ngx_http_request_t *r,
     ngx_umlo_snapref_t *ref, ngx_uint_t rc, const char *error);
 static ngx_int_t ngx_umlo_bulk_post(ngx_umlo_bulk_job_t *job,
@@ -124,7 +122,8 @@ ngx_umlo_bulk_body(ngx_http_request_t *r)
     ngx_pool_cleanup_t   *cln;
     ngx_umlo_bulk_job_t  *job;
 
-    job = ngx_umlo_bulk_job(r);
+    job = ngx_umlo_bulk_job_create(r,
+              ngx_http_get_module_main_conf(r, ngx_umlo_module));
     if (job == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -132,7 +131,7 @@ ngx_umlo_bulk_body(ngx_http_request_t *r)
 
     rc = ngx_umlo_bulk_parse(r, job);
     if (rc != NGX_DECLINED) {
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -143,7 +142,7 @@ ngx_umlo_bulk_body(ngx_http_request_t *r)
         /* the snapshot cache has the module's ctx: the job goes here */
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
-            ngx_umlo_bulk_free(job);
+            ngx_umlo_bulk_job_free(job);
             ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
             return;
         }
@@ -158,7 +157,7 @@ ngx_umlo_bulk_body(ngx_http_request_t *r)
     }
 
     if (ngx_umlo_bulk_post(job, 0) != NGX_OK) {
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r,
             ngx_umlo_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "thread_pool_busy", "the thread pool did "
@@ -250,6 +249,14 @@ ngx_umlo_bulk_parse(ngx_http_request_t *r, ngx_umlo_bulk_job_t *job)
                              "params", "target");
 
     return job->request ? NGX_DECLINED : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+ngx_int_t
+ngx_umlo_bulk_parse_body(ngx_http_request_t *r, ngx_umlo_bulk_job_t *job,
+    json_t *body)
+{
+    return ngx_umlo_bulk_parse_job(r, job, body);
 }
 
 
@@ -447,8 +454,8 @@ ngx_umlo_bulk_parse_job(ngx_http_request_t *r, ngx_umlo_bulk_job_t *job,
 }
 
 
-static ngx_umlo_bulk_job_t *
-ngx_umlo_bulk_job(ngx_http_request_t *r)
+ngx_umlo_bulk_job_t *
+ngx_umlo_bulk_job_create(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
 {
     u_char                 rnd[16], *p, *last;
     ngx_str_t              actor;
@@ -457,9 +464,6 @@ ngx_umlo_bulk_job(ngx_http_request_t *r)
     ngx_str_t             *group;
     ngx_thread_task_t     *task;
     ngx_umlo_bulk_job_t   *job;
-    ngx_umlo_main_conf_t  *umcf;
-
-    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
 
     pool = ngx_create_pool(4096, ngx_cycle->log);
     if (pool == NULL) {
@@ -519,7 +523,10 @@ ngx_umlo_bulk_job(ngx_http_request_t *r)
     /* who asked: the configured name, else the authenticated user */
     ngx_str_null(&actor);
 
-    if (umcf->bulk_actor != NULL) {
+    if (r == NULL) {
+        ngx_str_set(&actor, "task");
+
+    } else if (umcf->bulk_actor != NULL) {
         if (ngx_http_complex_value(r, umcf->bulk_actor, &actor) != NGX_OK) {
             ngx_str_null(&actor);
         }
@@ -562,8 +569,8 @@ ngx_umlo_bulk_job(ngx_http_request_t *r)
 }
 
 
-static void
-ngx_umlo_bulk_free(ngx_umlo_bulk_job_t *job)
+void
+ngx_umlo_bulk_job_free(ngx_umlo_bulk_job_t *job)
 {
     ngx_explicit_memzero(job->api_key, ngx_strlen(job->api_key));
 
@@ -573,6 +580,7 @@ ngx_umlo_bulk_free(ngx_umlo_bulk_job_t *job)
     json_decref(job->request);
     json_decref(job->ids);
     json_decref(job->protected);
+    json_decref(job->run_of);
 
     ngx_destroy_pool(job->pool);
 }
@@ -606,7 +614,7 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
     }
 
     if (ref == NULL) {
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, rc == NGX_UMLO_CACHE_NO_SNAPSHOT
             ? ngx_umlo_send_error(r, NGX_HTTP_NOT_FOUND, "no_snapshot", "%s",
                                   error)
@@ -624,7 +632,7 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
     args = ngx_pnalloc(r->pool, len + sizeof("&limit=1000"));
     if (args == NULL) {
         ngx_umlo_cache_release(ref);
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -641,7 +649,7 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
         }
 
         ngx_umlo_cache_release(ref);
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
 
         err = ngx_umlo_query_error(&qerr);
         if (err != NULL) {
@@ -666,7 +674,7 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
                                      "umlo_bulk_max_users (%ui): narrow it "
                                      "down", total,
                                      (ngx_uint_t) job->max_users);
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, status);
         return;
     }
@@ -679,7 +687,7 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
 
     if (page == NULL || job->ids == NULL) {
         json_decref(page);
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
@@ -691,7 +699,7 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
     json_decref(page);
 
     if (ngx_umlo_bulk_post(job, 0) != NGX_OK) {
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r,
             ngx_umlo_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                 "thread_pool_busy", "the thread pool did "
@@ -762,7 +770,7 @@ ngx_umlo_bulk_planned(ngx_event_t *ev)
         rc = ngx_umlo_send_error(r, job->status ? job->status : 500,
                                  job->code[0] ? job->code : "internal_error",
                                  "%s", job->error);
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -811,7 +819,7 @@ ngx_umlo_bulk_planned(ngx_event_t *ev)
                                  "thread_pool_busy", "the thread pool did "
                                  "not take the job (queue full?); nothing "
                                  "was changed, try again");
-        ngx_umlo_bulk_free(job);
+        ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, rc);
         return;
     }
@@ -830,7 +838,7 @@ ngx_umlo_bulk_planned(ngx_event_t *ev)
 
 done:
 
-    ngx_umlo_bulk_free(job);
+    ngx_umlo_bulk_job_free(job);
     ngx_http_finalize_request(r, rc);
 }
 
@@ -857,7 +865,7 @@ ngx_umlo_bulk_executed(ngx_event_t *ev)
                   (int) json_integer_value(json_object_get(counts,
                                                            "skipped")));
 
-    ngx_umlo_bulk_free(job);
+    ngx_umlo_bulk_job_free(job);
 }
 
 

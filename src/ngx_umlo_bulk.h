@@ -44,6 +44,9 @@ typedef struct {
     unsigned                 dry_run:1;
     unsigned                 force:1;
     unsigned                 execute:1;       /* plan done: run it */
+    unsigned                 locked:1;        /* a task took the lock */
+    unsigned                 presynced:1;     /* users just re-read */
+    json_t                  *run_of;          /* the task run, or NULL */
 
     char                     id[NGX_UMLO_BULK_ID_LEN];
     char                     lock[2 * NGX_UMLO_BULK_ID_LEN];
@@ -76,9 +79,29 @@ typedef struct {
 
 ngx_int_t ngx_umlo_bulk_handler(ngx_http_request_t *r);
 
+/* a job with the configuration's copies; r (or NULL) names who asked */
+ngx_umlo_bulk_job_t *ngx_umlo_bulk_job_create(ngx_http_request_t *r,
+    ngx_umlo_main_conf_t *umcf);
+void ngx_umlo_bulk_job_free(ngx_umlo_bulk_job_t *job);
+
+/*
+ * A job's action, params and target from a JSON object, as POST takes
+ * them; NGX_DECLINED when valid, else a 4xx was sent and the result is
+ * what to finalize the request with.
+ */
+ngx_int_t ngx_umlo_bulk_parse_body(ngx_http_request_t *r,
+    ngx_umlo_bulk_job_t *job, json_t *body);
+
 /* pool threads (ngx_umlo_bulk_run.c) */
 void ngx_umlo_bulk_plan(ngx_umlo_bulk_job_t *job);
 void ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job);
+
+/*
+ * While the caller holds the org lock: the users of job->ids as Atlassian
+ * has them now replace theirs in the current generation; 0 or -1 with
+ * job->error.
+ */
+int ngx_umlo_bulk_presync(ngx_umlo_bulk_job_t *job);
 
 
 #endif /* _NGX_UMLO_BULK_H_INCLUDED_ */

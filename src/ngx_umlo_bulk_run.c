@@ -38,7 +38,8 @@ static const char  ngx_umlo_bulk_release_lua[] =
 /* one snapshot user, written only while the generation is still current */
 static const char  ngx_umlo_bulk_update_lua[] =
     "if redis.call('HGET', KEYS[1], 'gen') ~= ARGV[1] then return 0 end"
-    " redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])"
+    " if ARGV[3] == '' then redis.call('HDEL', KEYS[2], ARGV[2])"
+    " else redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) end"
     " redis.call('HINCRBY', KEYS[1], 'rev', 1) return 1";
 
 
@@ -183,7 +184,9 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
         job->dry_run = 0;
     }
 
-    if (age < 0 || (age > job->max_age_s && !job->force)) {
+    /* a task re-read its users first: their data is fresh */
+    if (!job->presynced && (age < 0 || (age > job->max_age_s && !job->force)))
+    {
         json_decref(saved);
         ngx_umlo_bulk_fail(job, 409, "stale_data", age < 0
                            ? "the snapshot does not say how old it is; run "
@@ -230,7 +233,7 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
     target = json_object_get(job->request, "target");
 
     job->doc = json_pack("{s:s,s:O,s:O,s:O,s:b,s:b,s:s,s:s,s:s,"
-                         "s:{s:I,s:I,s:s,s:I,s:I},s:o,s:o,s:n}",
+                         "s:{s:I,s:I,s:s,s:I,s:b,s:I},s:o,s:o,s:n}",
                          "id", job->id,
                          "action", json_object_get(job->request, "action"),
                          "params", json_object_get(job->request, "params"),
@@ -244,6 +247,7 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
                          "revision", (json_int_t) job->rev,
                          "data_as_of", asof,
                          "age_seconds", (json_int_t) age,
+                         "presynced", (int) job->presynced,
                          "max_age_seconds", (json_int_t) job->max_age_s,
                          "counts", ngx_umlo_bulk_counts(items),
                          "users", items,
@@ -305,16 +309,24 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
         return 0;
     }
 
-    /* a job holds the org lock: no sync swaps data under it */
-    r = ngx_umlo_store_command(&job->store, "SET " NGX_UMLO_KEY_LOCK
-                               " %s NX PX %u", job->org, job->lock,
-                               job->lease_ms);
-    if (r == NULL) {
-        return -1;
+    if (job->run_of != NULL) {
+        json_object_set(job->doc, "task", job->run_of);
     }
 
-    locked = (r->type == REDIS_REPLY_STATUS);
-    freeReplyObject(r);
+    /* a job holds the org lock: no sync swaps data under it */
+    locked = job->locked;
+
+    if (!locked) {
+        r = ngx_umlo_store_command(&job->store, "SET " NGX_UMLO_KEY_LOCK
+                                   " %s NX PX %u", job->org, job->lock,
+                                   job->lease_ms);
+        if (r == NULL) {
+            return -1;
+        }
+
+        locked = (r->type == REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+    }
 
     if (!locked) {
         ngx_umlo_bulk_fail(job, 409, "org_busy", "a sync or another bulk "
@@ -1288,6 +1300,111 @@ ngx_umlo_bulk_user(ngx_umlo_bulk_job_t *job, json_t *item)
     }
 
     return 0;
+}
+
+
+/* a task's users, re-read before its filter is evaluated again */
+
+int
+ngx_umlo_bulk_presync(ngx_umlo_bulk_job_t *job)
+{
+    int                   rc;
+    char                  err[NGX_UMLO_API_ERRLEN], gen[32], *text;
+    size_t                i;
+    json_t               *user, *id, *summary;
+    redisReply           *r;
+    ngx_umlo_api_conf_t   conf;
+
+    rc = -1;
+
+    if (ngx_umlo_store_open(&job->store, &job->redis, job->org) != 0) {
+        snprintf(job->error, sizeof(job->error), "%s", job->store.error);
+        return -1;
+    }
+
+    memset(&conf, 0, sizeof(conf));
+    conf.base_url = job->api_base;
+    conf.api_key = job->api_key;
+    conf.max_concurrency = 1;
+    conf.timeout_ms = job->timeout_ms;
+    conf.connect_timeout_ms = 10000;
+    conf.max_retries = job->retries;
+    conf.backoff_ms = 500;
+    conf.backoff_max_ms = 30000;
+    conf.max_response = NGX_UMLO_BULK_MAX_RESPONSE;
+    conf.cancel = &job->cancel;
+    conf.tick = ngx_umlo_bulk_tick;
+    conf.tick_data = job;
+    conf.tick_ms = 1000;
+
+    summary = NULL;
+    job->renewed_ms = ngx_umlo_bulk_now();
+
+    if (ngx_umlo_model_init(&job->model) != 0
+        || ngx_umlo_bulk_current(job, &summary) != 0
+        || ngx_umlo_bulk_load(job) != 0)
+    {
+        snprintf(job->error, sizeof(job->error), "%s", job->code[0]
+                 ? "no full sync has completed yet" : job->store.error);
+        goto done;
+    }
+
+    job->api = ngx_umlo_api_create(&conf, err, sizeof(err));
+    if (job->api == NULL) {
+        snprintf(job->error, sizeof(job->error), "%s", err);
+        goto done;
+    }
+
+    snprintf(gen, sizeof(gen), "%lld", job->gen);
+
+    json_array_foreach(job->ids, i, id) {
+        user = ngx_umlo_bulk_reread(job, json_string_value(id), err,
+                                    sizeof(err));
+        if (user == NULL && err[0] != '\0') {
+            snprintf(job->error, sizeof(job->error), "re-reading %.64s: %.400s",
+                     json_string_value(id), err);
+            goto done;
+        }
+
+        text = user ? json_dumps(user, JSON_COMPACT) : NULL;
+        json_decref(user);
+
+        r = ngx_umlo_store_command(&job->store, "EVAL %s 2 "
+                                   NGX_UMLO_KEY_CURRENT " "
+                                   NGX_UMLO_KEY_GEN_USERS " %s %s %s",
+                                   ngx_umlo_bulk_update_lua, job->org,
+                                   job->org, job->gen, gen,
+                                   json_string_value(id), text ? text : "");
+        free(text);
+
+        if (r == NULL) {
+            snprintf(job->error, sizeof(job->error), "%s", job->store.error);
+            goto done;
+        }
+
+        freeReplyObject(r);
+    }
+
+    rc = 0;
+
+done:
+
+    json_decref(summary);
+
+    if (job->api != NULL) {
+        ngx_umlo_api_destroy(job->api);
+        job->api = NULL;
+    }
+
+    /* the plan starts afresh */
+    ngx_umlo_model_free(&job->model);
+    memset(&job->model, 0, sizeof(ngx_umlo_model_t));
+    job->code[0] = '\0';
+    job->status = 0;
+
+    ngx_umlo_store_close(&job->store);
+
+    return rc;
 }
 
 
