@@ -47,6 +47,7 @@ typedef struct {
     unsigned                 locked:1;        /* a task took the lock */
     unsigned                 presynced:1;     /* users just re-read */
     json_t                  *run_of;          /* the task run, or NULL */
+    char                    *webhook;         /* task runs: or NULL */
 
     char                     id[NGX_UMLO_BULK_ID_LEN];
     char                     lock[2 * NGX_UMLO_BULK_ID_LEN];

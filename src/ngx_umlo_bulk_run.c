@@ -310,7 +310,11 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
     }
 
     if (job->run_of != NULL) {
-        json_object_set(job->doc, "task", job->run_of);
+        json_object_set_new(job->doc, "task",
+                            json_pack("{s:O?,s:O?}",
+                                      "id", json_object_get(job->run_of, "id"),
+                                      "name", json_object_get(job->run_of,
+                                                              "name")));
     }
 
     /* a job holds the org lock: no sync swaps data under it */

@@ -68,5 +68,11 @@
 /* list: audit entries of bulk jobs, newest first */
 #define NGX_UMLO_KEY_BULK_AUDIT  "umlo:{%s}:bulk:audit"
 
+/* hash: task id -> task document (saved filter, action, schedule) */
+#define NGX_UMLO_KEY_TASKS       "umlo:{%s}:tasks"
+
+/* zset: task ids scored by their next run (ms), pushed on when claimed */
+#define NGX_UMLO_KEY_TASKS_DUE   "umlo:{%s}:tasks:due"
+
 
 #endif /* _NGX_UMLO_KEYS_H_INCLUDED_ */

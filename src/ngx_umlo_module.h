@@ -54,6 +54,10 @@ typedef struct {
     ngx_array_t          *bulk_protected;    /* umlo_bulk_protected_group */
     ngx_http_complex_value_t  *bulk_actor;   /* umlo_bulk_actor */
 
+    ngx_flag_t            tasks_used;        /* a umlo_tasks location */
+    ngx_msec_t            tasks_interval;    /* umlo_tasks_interval */
+    ngx_str_t             tasks_webhook;     /* umlo_tasks_webhook */
+
     ngx_flag_t            used;              /* a umlo_* handler exists */
 
     ngx_umlo_redis_t     *redis;             /* per worker, init_process */
