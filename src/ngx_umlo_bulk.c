@@ -613,6 +613,15 @@ ngx_umlo_bulk_filtered(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
         }
     }
 
+    if (job == NULL) {
+        if (ref != NULL) {
+            ngx_umlo_cache_release(ref);
+        }
+
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
     if (ref == NULL) {
         ngx_umlo_bulk_job_free(job);
         ngx_http_finalize_request(r, rc == NGX_UMLO_CACHE_NO_SNAPSHOT
