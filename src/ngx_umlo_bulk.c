@@ -168,6 +168,45 @@ ngx_umlo_bulk_body(ngx_http_request_t *r)
 
 
 /*
+ * The body in one piece: request_body_in_single_buf is not always
+ * honoured, the part read with the headers can stay a buffer of its own.
+ */
+
+ngx_int_t
+ngx_umlo_bulk_read_body(ngx_http_request_t *r, u_char **body, size_t *len)
+{
+    u_char       *p;
+    ngx_chain_t  *cl;
+
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL) {
+        *body = cl->buf->pos;
+        *len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
+    *len = 0;
+    for ( /* void */ ; cl; cl = cl->next) {
+        *len += cl->buf->last - cl->buf->pos;
+    }
+
+    p = ngx_pnalloc(r->pool, *len + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    *body = p;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
  * 4xx answers are sent here: anything but NGX_DECLINED (a valid body) is
  * what to finalize the request with.
  */
@@ -179,7 +218,6 @@ ngx_umlo_bulk_parse(ngx_http_request_t *r, ngx_umlo_bulk_job_t *job)
     size_t         len;
     json_t        *body, *value;
     ngx_int_t      rc;
-    ngx_buf_t     *b;
     const char    *key, *token;
     json_error_t   err;
 
@@ -196,9 +234,9 @@ ngx_umlo_bulk_parse(ngx_http_request_t *r, ngx_umlo_bulk_job_t *job)
                                    "larger than client_body_buffer_size");
     }
 
-    b = r->request_body->bufs->buf;
-    p = b->pos;
-    len = b->last - b->pos;
+    if (ngx_umlo_bulk_read_body(r, &p, &len) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &err);
     if (body == NULL) {

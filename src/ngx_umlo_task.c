@@ -218,9 +218,10 @@ static void
 ngx_umlo_task_body(ngx_http_request_t *r)
 {
     char                  *text;
+    u_char                *p;
+    size_t                 len;
     json_t                *body, *doc;
     ngx_int_t              rc;
-    ngx_buf_t             *b;
     json_error_t           err;
     ngx_umlo_task_ctx_t   *ctx;
     ngx_umlo_main_conf_t  *umcf;
@@ -237,10 +238,12 @@ ngx_umlo_task_body(ngx_http_request_t *r)
         return;
     }
 
-    b = r->request_body->bufs->buf;
+    if (ngx_umlo_bulk_read_body(r, &p, &len) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
-    body = json_loadb((char *) b->pos, b->last - b->pos,
-                      JSON_REJECT_DUPLICATES, &err);
+    body = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &err);
     if (body == NULL || !json_is_object(body)) {
         json_decref(body);
         ngx_http_finalize_request(r,

@@ -9,6 +9,8 @@ use warnings;
 
 use Test::More;
 use MIME::Base64 ();
+use IO::Socket::INET;
+use IO::Select;
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for);
@@ -210,6 +212,26 @@ subtest 'dry run of a filter: who and how, nothing changed' => sub {
     my $job = req($t, GET => "/umlo/bulk/jobs/$dry->{id}")->{json};
     is $job->{state}, 'planned', 'the dry run can be read back';
     $token = $dry->{token};
+};
+
+subtest 'a body nginx keeps in two buffers' => sub {
+    my $body = '{"action":"suspend",' . (' ' x 3000) . '"users":["bk-frank"],"dry_run":true}';
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->nginx_port,
+        Timeout => 5) or die "connect: $!";
+    $s->autoflush(1);
+    print {$s} "POST /umlo/bulk HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        . 'Content-Length: ' . length($body) . "\r\nConnection: close\r\n\r\n"
+        . substr($body, 0, 100);
+    sleep 0.3;
+    print {$s} substr($body, 100);
+    my $out = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read(5)) {
+        last unless sysread($s, my $buf, 65536);
+        $out .= $buf;
+    }
+    like $out, qr{^HTTP/1\.1 200 }, 'read whole: 200' or diag $out;
+    like $out, qr/"bk-frank"/, 'the plan names the user';
 };
 
 subtest 'the token runs the plan; a user changed meanwhile is skipped' => sub {
