@@ -62,7 +62,7 @@ static void ngx_umlo_bulk_planned(ngx_event_t *ev);
 static void ngx_umlo_bulk_executed(ngx_event_t *ev);
 static void ngx_umlo_bulk_watch(ngx_event_t *ev);
 static void ngx_umlo_bulk_ignore(redisReply *reply, void *data);
-static ngx_int_t ngx_umlo_bulk_get(ngx_http_request_t *r);
+static ngx_int_t ngx_umlo_bulk_get(ngx_http_request_t *r, ngx_str_t *path);
 static void ngx_umlo_bulk_got_job(redisReply *reply, void *data);
 static void ngx_umlo_bulk_got_audit(redisReply *reply, void *data);
 static ngx_int_t ngx_umlo_bulk_csv(ngx_http_request_t *r, redisReply *reply);
@@ -79,23 +79,29 @@ ngx_int_t
 ngx_umlo_bulk_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
+    ngx_str_t  rest;
 
-    if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
+    ngx_umlo_bulk_path(r, &rest);
+
+    /* POST to the location itself; GET below it */
+    if (rest.len == 0 ? r->method != NGX_HTTP_POST
+                      : !(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)))
+    {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
         }
 
-        return ngx_umlo_bulk_get(r);
+        return ngx_umlo_send_not_allowed(r, rest.len ? "GET, HEAD" : "POST");
     }
 
-    if (r->method != NGX_HTTP_POST) {
+    if (rest.len) {
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
             return rc;
         }
 
-        return ngx_umlo_send_not_allowed(r, "GET, HEAD, POST");
+        return ngx_umlo_bulk_get(r, &rest);
     }
 
     r->request_body_in_single_buf = 1;
@@ -937,33 +943,43 @@ ngx_umlo_bulk_ignore(redisReply *reply, void *data)
 
 /* ------------------------------------------------------------------ GET */
 
-static ngx_int_t
-ngx_umlo_bulk_get(ngx_http_request_t *r)
-{
-    u_char                    *id;
-    size_t                     len;
-    ngx_str_t                  rest, value;
-    ngx_int_t                  limit;
-    ngx_http_core_loc_conf_t  *clcf;
-    ngx_umlo_main_conf_t      *umcf;
+/* what follows the location's own path, without leading slashes */
 
-    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+void
+ngx_umlo_bulk_path(ngx_http_request_t *r, ngx_str_t *rest)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    rest.len = 0;
-    rest.data = r->uri.data;
+    rest->len = 0;
+    rest->data = r->uri.data;
 
     if (clcf->regex == NULL && r->uri.len > clcf->name.len
         && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
     {
-        rest.data = r->uri.data + clcf->name.len;
-        rest.len = r->uri.len - clcf->name.len;
+        rest->data = r->uri.data + clcf->name.len;
+        rest->len = r->uri.len - clcf->name.len;
     }
 
-    while (rest.len && rest.data[0] == '/') {
-        rest.data++;
-        rest.len--;
+    while (rest->len && rest->data[0] == '/') {
+        rest->data++;
+        rest->len--;
     }
+}
+
+
+static ngx_int_t
+ngx_umlo_bulk_get(ngx_http_request_t *r, ngx_str_t *path)
+{
+    u_char                *id;
+    size_t                 len;
+    ngx_str_t              rest, value;
+    ngx_int_t              limit;
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+    rest = *path;
 
     if (rest.len > 5 && ngx_strncmp(rest.data, "jobs/", 5) == 0) {
         id = rest.data + 5;
@@ -998,8 +1014,9 @@ ngx_umlo_bulk_get(ngx_http_request_t *r)
 
     if (!(rest.len == 5 && ngx_strncmp(rest.data, "audit", 5) == 0)) {
         return ngx_umlo_send_error(r, NGX_HTTP_NOT_FOUND, "not_found",
-                                   "this location answers POST to start a "
-                                   "job, GET jobs/ID and GET audit");
+                                   "below this location: GET jobs/ID and "
+                                   "GET audit; POST to the location "
+                                   "itself starts a job");
     }
 
     limit = NGX_UMLO_BULK_AUDIT_LIMIT;

@@ -85,6 +85,9 @@ ngx_umlo_bulk_job_t *ngx_umlo_bulk_job_create(ngx_http_request_t *r,
     ngx_umlo_main_conf_t *umcf);
 void ngx_umlo_bulk_job_free(ngx_umlo_bulk_job_t *job);
 
+/* the part of the URI below the location, without leading slashes */
+void ngx_umlo_bulk_path(ngx_http_request_t *r, ngx_str_t *rest);
+
 /* the request body in one piece (r->request_body->bufs is not NULL) */
 ngx_int_t ngx_umlo_bulk_read_body(ngx_http_request_t *r, u_char **body,
     size_t *len);

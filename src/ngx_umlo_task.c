@@ -94,25 +94,10 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
     ngx_uint_t                 run;
     ngx_umlo_task_ctx_t       *ctx;
     ngx_umlo_main_conf_t      *umcf;
-    ngx_http_core_loc_conf_t  *clcf;
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    rest.len = 0;
-    rest.data = r->uri.data;
-
-    if (clcf->regex == NULL && r->uri.len > clcf->name.len
-        && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
-    {
-        rest.data = r->uri.data + clcf->name.len;
-        rest.len = r->uri.len - clcf->name.len;
-    }
-
-    while (rest.len && rest.data[0] == '/') {
-        rest.data++;
-        rest.len--;
-    }
+    ngx_umlo_bulk_path(r, &rest);
 
     if (rest.len == 0 && r->method == NGX_HTTP_POST) {
         r->request_body_in_single_buf = 1;

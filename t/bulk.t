@@ -166,6 +166,11 @@ subtest 'bad input: 4xx JSON naming the problem' => sub {
 
     $r = req($t, PUT => '/umlo/bulk', body => '{}');
     is $r->{status}, 405, 'PUT: 405';
+    is $r->{headers}{allow}, 'POST', 'the location itself takes POST';
+    $r = req($t, POST => '/umlo/bulk/jobs/b-1', body => '{}');
+    is $r->{status}, 405, 'POST below the location: 405';
+    is $r->{headers}{allow}, 'GET, HEAD', 'jobs are read with GET';
+    is req($t, GET => '/umlo/bulk/other')->{status}, 404, 'an unknown path: 404';
     $r = req($t, GET => '/umlo/bulk/jobs/b-0-nope');
     is $r->{status}, 404, 'unknown job: 404';
     json_contains $r->{json}, { error => { code => 'unknown_job' } }, 'unknown_job';

@@ -31,7 +31,8 @@ if ($hook_pid == 0) {
             $len = $1 if $line =~ /^content-length:\s*(\d+)/i;
             last if $line =~ /^\r?\n$/;
         }
-        read $c, my $body, $len;
+        my $body = '';
+        read $c, $body, $len;
         open my $fh, '>>', $hooks or exit 1;
         print $fh "$body\n";
         close $fh;
