@@ -1245,6 +1245,8 @@ ngx_umlo_bulk_user(ngx_umlo_bulk_job_t *job, json_t *item)
 
     json_decref(now);
 
+    call.error[0] = '\0';
+
     json_array_foreach(json_object_get(item, "steps"), i, step) {
         rc = ngx_umlo_bulk_call(job, ngx_umlo_bulk_str(step, "method"),
                                 ngx_umlo_bulk_str(step, "path"),
@@ -1261,11 +1263,19 @@ ngx_umlo_bulk_user(ngx_umlo_bulk_job_t *job, json_t *item)
 
         if (call.error[0] != '\0') {
             ngx_umlo_bulk_outcome(item, "failed", "%s", call.error);
-            return 0;
+
+            if (i == 0) {
+                return 0;
+            }
+
+            /* earlier steps changed the user: the snapshot must say so */
+            break;
         }
     }
 
-    ngx_umlo_bulk_outcome(item, "done", NULL);
+    if (call.error[0] == '\0') {
+        ngx_umlo_bulk_outcome(item, "done", NULL);
+    }
 
     /* the user as Atlassian has it now, into the current snapshot */
     now = ngx_umlo_bulk_reread(job, id, why, sizeof(why));

@@ -22,6 +22,7 @@ my $anchor = int time;
 my $http = join "\n",
     'umlo_bulk_protected_group bulk-protected;',
     'umlo_bulk_max_users 6;',
+    'umlo_sync_retries 1;',
     'umlo_bulk_actor $http_x_umlo_admin;';
 my $locations = join "\n",
     'location /umlo/users { umlo_users; }',
@@ -305,6 +306,20 @@ subtest 'suspend and restore' => sub {
     $job = run_job({ action => 'restore', users => ['bk-frank'] });
     is by_id($job)->{frank}{outcome}, 'done', 'frank restored';
     is user('frank')->{membershipStatus}, 'active', 'in the simulator';
+};
+
+subtest 'an Atlassian error fails that user only' => sub {
+    sim_ok(POST => 'faults', { error5xx => { match => 'suspend$', statuses => [500], count => 2 } });
+    my $job = run_job({ action => 'suspend', users => ['bk-frank', 'bk-alice'] });
+    sim_ok(DELETE => 'faults');
+    my $u = by_id($job);
+    is $job->{state}, 'succeeded', 'the job ends';
+    is $u->{frank}{outcome}, 'failed', 'frank failed';
+    like $u->{frank}{reason}, qr/500/, "with Atlassian's answer";
+    is user('frank')->{membershipStatus}, 'active', 'frank unchanged';
+    is $u->{alice}{outcome}, 'done', 'alice, next, done';
+    json_contains $job->{counts}, { failed => 1, done => 1 }, 'counts';
+    run_job({ action => 'restore', users => ['bk-alice'] });
 };
 
 subtest 'deactivate and reactivate: managed accounts only' => sub {
