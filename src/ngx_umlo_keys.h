@@ -74,5 +74,8 @@
 /* zset: task ids scored by their next run (ms), pushed on when claimed */
 #define NGX_UMLO_KEY_TASKS_DUE   "umlo:{%s}:tasks:due"
 
+/* hash: a task's users in their notice period: account id -> first match */
+#define NGX_UMLO_KEY_TASK_NOTICE "umlo:{%s}:tasks:notice:%s"
+
 
 #endif /* _NGX_UMLO_KEYS_H_INCLUDED_ */

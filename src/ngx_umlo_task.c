@@ -47,7 +47,8 @@ static const char  ngx_umlo_task_done_lua[] =
 
 static const char  ngx_umlo_task_delete_lua[] =
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end"
-    " redis.call('ZREM', KEYS[2], ARGV[1]) return 1";
+    " redis.call('ZREM', KEYS[2], ARGV[1])"
+    " redis.call('DEL', KEYS[3]) return 1";
 
 static const char  ngx_umlo_task_now_lua[] =
     "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end"
@@ -64,6 +65,7 @@ static void ngx_umlo_task_thread(void *data, ngx_log_t *log);
 static void ngx_umlo_task_finished(ngx_event_t *ev);
 static void ngx_umlo_task_watch(ngx_event_t *ev);
 static int ngx_umlo_task_match(ngx_umlo_bulk_job_t *job);
+static int ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job);
 static void ngx_umlo_task_record(ngx_umlo_bulk_job_t *job);
 static void ngx_umlo_task_webhook(ngx_umlo_bulk_job_t *job, json_t *event,
     char *result, size_t len);
@@ -175,10 +177,12 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
     } else if (r->method == NGX_HTTP_DELETE) {
         ctx->what = "delete";
         rc = ngx_umlo_redis_commandf(umcf->redis, ngx_umlo_task_reply, r,
-                                     "EVAL %s 2 " NGX_UMLO_KEY_TASKS " "
-                                     NGX_UMLO_KEY_TASKS_DUE " %s",
+                                     "EVAL %s 3 " NGX_UMLO_KEY_TASKS " "
+                                     NGX_UMLO_KEY_TASKS_DUE " "
+                                     NGX_UMLO_KEY_TASK_NOTICE " %s",
                                      ngx_umlo_task_delete_lua,
-                                     umcf->org.data, umcf->org.data, id);
+                                     umcf->org.data, umcf->org.data,
+                                     umcf->org.data, id, id);
 
     } else {
         return ngx_umlo_send_not_allowed(r, "GET, HEAD, DELETE");
@@ -296,7 +300,7 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
 {
     u_char                *p;
     json_t                *bulk, *schedule, *value, *sched;
-    ngx_int_t              rc, every;
+    ngx_int_t              rc, every, notice;
     ngx_str_t              s;
     const char            *key, *name, *daily;
     long long              next, now;
@@ -354,13 +358,30 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
                                    "or {\"daily\": \"HH:MM\"} (UTC)");
     }
 
+    notice = 0;
+    value = json_object_get(body, "notice");
+
+    if (value != NULL) {
+        s.data = (u_char *) json_string_value(value);
+        s.len = s.data ? ngx_strlen(s.data) : 0;
+        notice = s.len ? ngx_parse_time(&s, 1) : NGX_ERROR;
+
+        if (notice == NGX_ERROR || notice < 1 || notice > 366 * 86400) {
+            return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                       "invalid_notice", "\"notice\" must "
+                                       "be a time such as \"14d\" (1s to "
+                                       "366d)");
+        }
+    }
+
     bulk = json_object();
     if (bulk == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     json_object_foreach(body, key, value) {
-        if (ngx_strcmp(key, "name") == 0 || ngx_strcmp(key, "schedule") == 0)
+        if (ngx_strcmp(key, "name") == 0 || ngx_strcmp(key, "schedule") == 0
+            || ngx_strcmp(key, "notice") == 0)
         {
             continue;
         }
@@ -427,6 +448,7 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
 
     ngx_umlo_task_iso(at, sizeof(at), next);
     json_object_set_new(*doc, "next_run_at", json_string(at));
+    json_object_set_new(*doc, "notice", json_integer(notice));
 
     return NGX_DECLINED;
 }
@@ -702,7 +724,8 @@ ngx_umlo_task_thread(void *data, ngx_log_t *log)
 
         if (ngx_umlo_bulk_presync(job) == 0
             && ngx_umlo_store_open(&job->store, &job->redis, job->org) == 0
-            && ngx_umlo_task_match(job) == 0)
+            && ngx_umlo_task_match(job) == 0
+            && ngx_umlo_task_notice(job) == 0)
         {
             ngx_umlo_store_close(&job->store);
             ngx_umlo_bulk_plan(job);
@@ -832,6 +855,101 @@ ngx_umlo_task_match(ngx_umlo_bulk_job_t *job)
 }
 
 
+/*
+ * A notice period: a user is acted on only once the filter has matched
+ * them for that long.  The first match is remembered per task; a user the
+ * filter no longer matches is forgotten.  job->ids keeps the users whose
+ * notice has run out.
+ */
+
+static int
+ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
+{
+    char          key[512];
+    size_t        i;
+    json_t       *id, *act, *seen;
+    long long     notice, now, first;
+    unsigned      fresh, waiting;
+    redisReply   *r;
+    const char   *account;
+
+    notice = json_integer_value(json_object_get(job->run_of, "notice"));
+    if (notice <= 0) {
+        return 0;
+    }
+
+    now = ngx_umlo_task_now();
+
+    snprintf(key, sizeof(key), NGX_UMLO_KEY_TASK_NOTICE, job->org,
+             json_string_value(json_object_get(job->run_of, "id")));
+
+    r = ngx_umlo_store_command(&job->store, "HGETALL %s", key);
+    if (r == NULL) {
+        snprintf(job->error, sizeof(job->error), "%s", job->store.error);
+        job->status = 503;
+        return -1;
+    }
+
+    seen = json_object();
+
+    for (i = 0; i + 1 < r->elements; i += 2) {
+        json_object_set_new(seen, r->element[i]->str,
+                            json_integer(strtoll(r->element[i + 1]->str,
+                                                 NULL, 10)));
+    }
+
+    freeReplyObject(r);
+
+    act = json_array();
+    fresh = 0;
+    waiting = 0;
+
+    json_array_foreach(job->ids, i, id) {
+        account = json_string_value(id);
+        first = json_integer_value(json_object_get(seen, account));
+
+        if (json_object_get(seen, account) == NULL) {
+            (void) ngx_umlo_store_append(&job->store, "HSET %s %s %lld", key,
+                                         account, now);
+            fresh++;
+
+        } else if (now - first >= notice * 1000) {
+            json_array_append(act, id);
+
+        } else {
+            waiting++;
+        }
+
+        json_object_del(seen, account);
+    }
+
+    /* no longer matched: the notice starts again if they match again */
+    json_object_foreach(seen, account, id) {
+        (void) ngx_umlo_store_append(&job->store, "HDEL %s %s", key,
+                                     account);
+    }
+
+    json_decref(seen);
+
+    if (ngx_umlo_store_flush(&job->store) != 0) {
+        json_decref(act);
+        snprintf(job->error, sizeof(job->error), "%s", job->store.error);
+        job->status = 503;
+        return -1;
+    }
+
+    json_decref(job->ids);
+    job->ids = act;
+
+    json_object_set_new(job->run_of, "notice_state",
+                        json_pack("{s:i,s:i,s:I}", "new", fresh,
+                                  "waiting", waiting,
+                                  "due", (json_int_t) json_array_size(act)));
+
+    return 0;
+}
+
+
 /* the run's outcome into the task, its next run, and the webhook */
 
 static void
@@ -856,13 +974,14 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
            : ngx_umlo_task_next(json_object_get(job->run_of, "schedule"),
                                 now);
 
-    last = json_pack("{s:s,s:s,s:s,s:O?,s:s?}",
+    last = json_pack("{s:s,s:s,s:s,s:O?,s:s?,s:O?}",
                      "job", job->id, "at", at, "state", state,
                      "counts", json_object_get(job->doc, "counts"),
-                     "error", job->error[0] ? job->error : NULL);
+                     "error", job->error[0] ? job->error : NULL,
+                     "notice", json_object_get(job->run_of, "notice_state"));
 
     if (strcmp(state, "postponed") != 0 && job->webhook != NULL) {
-        event = json_pack("{s:s,s:O,s:O,s:s,s:s,s:O?,s:s?,s:s}",
+        event = json_pack("{s:s,s:O,s:O,s:s,s:s,s:O?,s:s?,s:s,s:O?}",
                           "event", strcmp(state, "succeeded") == 0
                                    ? "task.completed" : "task.failed",
                           "task", json_object_get(job->run_of, "id"),
@@ -870,13 +989,16 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
                           "job", job->id, "state", state,
                           "counts", json_object_get(job->doc, "counts"),
                           "error", job->error[0] ? job->error : NULL,
-                          "at", at);
+                          "at", at,
+                          "notice", json_object_get(job->run_of,
+                                                    "notice_state"));
         ngx_umlo_task_webhook(job, event, result, sizeof(result));
         json_decref(event);
         json_object_set_new(last, "webhook", json_string(result));
     }
 
     task = json_deep_copy(job->run_of);
+    json_object_del(task, "notice_state");
     json_object_set_new(task, "last_run", last);
     json_object_set_new(task, "next_run_ms", json_integer(next));
     ngx_umlo_task_iso(at, sizeof(at), next);

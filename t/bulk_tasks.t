@@ -206,6 +206,37 @@ subtest 'two instances run a task once' => sub {
     like $task->{next_run_at}, qr/T03:00:00Z$/, 'next run at 03:00 UTC';
 };
 
+subtest 'a notice period: users are acted on once matched long enough' => sub {
+    sim_ok(POST => 'users', { users => [ map { {
+        accountId => "tk-n$_", name => "Noticeuser $_", email => "n$_\@task.example.com" } } 1 .. 2 ] });
+    run_sync($t, json => { users => [ 'tk-n1', 'tk-n2' ] });
+    my $r = tasks(POST => '', { name => 'notice', filter => 'q=noticeuser', action => 'suspend',
+        schedule => { every => '1h' }, notice => '3s' });
+    is $r->{status}, 201, 'created' or diag $r->{body};
+    is $r->{json}{notice}, 3, 'notice in seconds';
+    my $nid = $r->{json}{id};
+    tasks(POST => "/$nid/run");
+    my $task = wait_run($nid);
+    json_contains $task->{last_run}, { state => 'succeeded', notice => { new => 2, waiting => 0, due => 0 },
+        counts => { targets => 0 } }, 'first run: both noticed, nobody acted on';
+    is user('n1')->{membershipStatus}, 'active', 'n1 untouched';
+    my ($ev) = grep { $_->{task} eq $nid } hook_events();
+    json_contains $ev, { notice => { new => 2 } }, 'the webhook says who was noticed';
+
+    tasks(POST => "/$nid/run");
+    $task = wait_run($nid, $task->{last_run}{job});
+    json_contains $task->{last_run}{notice}, { new => 0, waiting => 2, due => 0 }, 'too early: waiting';
+
+    sleep 3.2;
+    tasks(POST => "/$nid/run");
+    $task = wait_run($nid, $task->{last_run}{job});
+    json_contains $task->{last_run}, { notice => { due => 2 }, counts => { done => 2 } },
+        'after the notice: acted on';
+    is user($_)->{membershipStatus}, 'suspended', "$_ suspended" for qw(n1 n2);
+    is tasks(DELETE => "/$nid")->{status}, 200, 'deleted';
+    ok !$t->redis('EXISTS', org_key($t, 'tasks', 'notice', $nid)), 'its notice list too';
+};
+
 subtest 'delete' => sub {
     my $r = tasks(DELETE => "/$id");
     is $r->{status}, 200, 'deleted';

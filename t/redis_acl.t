@@ -18,7 +18,7 @@ use Umlo::Users;
 # keep in step with "Redis ACL" in docs/operations.md
 my @COMMANDS = qw(auth select eval get set del unlink hget hmget hlen hscan
     hvals hset hdel hincrby lpush rpush lpop ltrim multi exec incr pexpire
-    pttl zadd zrangebyscore zrem lrange hexists);
+    pttl zadd zrangebyscore zrem lrange hexists hgetall);
 
 my $doc = do { local (@ARGV, $/) = 'docs/operations.md'; <> };
 for my $c (@COMMANDS) {
@@ -80,7 +80,7 @@ ok wait_for(sub { (req($t, GET => "/umlo/bulk/jobs/$r->{json}{id}")->{json}{stat
     eq 'succeeded' }, timeout => 30), 'the job succeeds';
 is req($t, GET => "/umlo/bulk/$_")->{status}, 200, "bulk $_: 200" for qw(audit audit?format=csv);
 $r = req($t, POST => '/umlo/tasks', json => { name => 'acl', filter => "q=$id",
-    action => 'restore', schedule => { every => '1h' } });
+    action => 'restore', schedule => { every => '1h' }, notice => '1s' });
 is $r->{status}, 201, 'task created' or diag $r->{body};
 my $task = $r->{json}{id} // '';
 is req($t, POST => "/umlo/tasks/$task/run")->{status}, 202, 'task run: 202';
