@@ -80,6 +80,9 @@ typedef struct {
 
 ngx_int_t ngx_umlo_bulk_handler(ngx_http_request_t *r);
 
+/* GET below the location: jobs/ID, audit (ngx_umlo_bulk_read.c) */
+ngx_int_t ngx_umlo_bulk_get(ngx_http_request_t *r, ngx_str_t *path);
+
 /* a job with the configuration's copies; r (or NULL) names who asked */
 ngx_umlo_bulk_job_t *ngx_umlo_bulk_job_create(ngx_http_request_t *r,
     ngx_umlo_main_conf_t *umcf);
