@@ -929,7 +929,7 @@ ngx_umlo_bulk_ignore(redisReply *reply, void *data)
 }
 
 
-/* ------------------------------------------------------------------ GET */
+/* ---------------------------------------------------------------- paths */
 
 /* what follows the location's own path, without leading slashes */
 
