@@ -186,8 +186,10 @@ my ($dry, $token);
 
 subtest 'dry run of a filter: who and how, nothing changed' => sub {
     my $before = truth($t);
+    sim_ok(DELETE => 'stats');
     my $r = bulk({ action => 'remove_product', site => $host, product => $p1->{key},
                    filter => 'q=bulkuser&group=bulk-access' });
+    is $t->sim_admin(GET => 'stats')->{json}{total}, 0, 'a dry run calls no Atlassian API';
     is $r->{status}, 200, 'dry run: 200' or diag $r->{body};
     $dry = $r->{json};
     ok $dry->{dry_run}, 'a filter is a dry run by default';
@@ -245,6 +247,7 @@ subtest 'the token runs the plan; a user changed meanwhile is skipped' => sub {
     sim_ok(POST => 'users/bk-bob/suspend');
 
     my $rev0 = $t->redis('HGET', org_key($t, 'current'), 'rev') // 0;
+    sim_ok(DELETE => 'stats');
     my $r = bulk({ token => $token }, who => 'approver');
     is $r->{status}, 202, 'token accepted: 202' or diag $r->{body};
     is $r->{json}{dry_run_id}, $dry->{id}, 'refers to its dry run';
@@ -259,6 +262,12 @@ subtest 'the token runs the plan; a user changed meanwhile is skipped' => sub {
     like $u->{bob}{reason}, qr/membership_status was active, is now suspended/, 'with why';
     is $u->{dave}{outcome}, 'protected', 'dave untouched';
     json_contains $job->{counts}, { done => 2, skipped => 1, protected => 2 }, 'counts';
+    my $ep = $t->sim_admin(GET => 'stats')->{json}{endpoints};
+    my $dir = '/admin/v2/orgs/{orgId}/directories/{directoryId}';
+    is $ep->{"DELETE $dir/groups/{groupId}/memberships/{accountId}"}{count}, 2,
+        "the simulator's statistics: two memberships removed, no more";
+    is $ep->{"POST $dir/users/search"}{count}, 5, 'three re-reads before, two after';
+    is scalar(grep { !/users\/search|memberships/ } keys %$ep), 0, 'no other call';
 
     ok !in_group('alice', $g_jira), 'alice left the group in the simulator';
     ok !in_group('carol', $g_jira), 'carol too';
