@@ -15,7 +15,7 @@ ASAN_SO   := $(BUILD)/asan/ngx_umlo_module.so
 SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
-             libhiredis-dev redis-server redis-tools python3 perl \
+             libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
              libjson-pp-perl gcc make wrk curl
 
 WARN      := -Wall -Wextra -Werror
@@ -32,7 +32,8 @@ check-deps:
 	@missing=; \
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
 	         /usr/include/curl/curl.h /usr/include/jansson.h \
-	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
+	         /usr/include/hiredis/hiredis.h /usr/include/openssl/hmac.h \
+	         /usr/bin/redis-server \
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
