@@ -18,7 +18,7 @@ static const char  ngx_umlo_history_script[] =
 
 
 static ngx_int_t ngx_umlo_history_limit(ngx_http_request_t *r,
-    ngx_uint_t *limit);
+    ngx_uint_t *limit, ngx_int_t *rc);
 static void ngx_umlo_history_reply(redisReply *reply, void *data);
 static json_t *ngx_umlo_history_list(redisReply *list);
 
@@ -42,8 +42,8 @@ ngx_umlo_history_handler(ngx_http_request_t *r)
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
     limit = umcf->history;
 
-    rc = ngx_umlo_history_limit(r, &limit);
-    if (rc != NGX_OK) {
+    /* a bad parameter is answered there, its result kept in rc */
+    if (ngx_umlo_history_limit(r, &limit, &rc) != NGX_OK) {
         return rc;
     }
 
@@ -71,7 +71,8 @@ ngx_umlo_history_handler(ngx_http_request_t *r)
 /* "limit" is the only parameter: 1 to umlo_sync_history */
 
 static ngx_int_t
-ngx_umlo_history_limit(ngx_http_request_t *r, ngx_uint_t *limit)
+ngx_umlo_history_limit(ngx_http_request_t *r, ngx_uint_t *limit,
+    ngx_int_t *rc)
 {
     u_char                *p, *last, *amp, *eq;
     ngx_int_t              n;
@@ -96,21 +97,23 @@ ngx_umlo_history_limit(ngx_http_request_t *r, ngx_uint_t *limit)
         }
 
         if (eq == NULL || eq - p != 5 || ngx_strncmp(p, "limit", 5) != 0) {
-            return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
+            *rc = ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
                                        "unknown_parameter",
                                        "unknown parameter \"%*s\": the "
                                        "history takes only \"limit\"",
                                        (size_t) ((eq ? eq : amp) - p), p);
+            return NGX_ERROR;
         }
 
         n = ngx_atoi(eq + 1, amp - eq - 1);
 
         if (n == NGX_ERROR || n < 1 || (ngx_uint_t) n > umcf->history) {
-            return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
+            *rc = ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
                                        "invalid_limit",
                                        "\"limit\" must be a number from 1 "
                                        "to %ui (umlo_sync_history)",
                                        umcf->history);
+            return NGX_ERROR;
         }
 
         *limit = n;
