@@ -210,6 +210,34 @@ subtest 'deliveries list is bounded' => sub {
     cmp_ok $stats->{'webhook:sync.succeeded:delivered'} // 0, '>=', 3, 'delivered ones counted';
 };
 
+subtest 'a reload does not wait for retries' => sub {
+    my $slow = $rx->url('/hang/reload');
+    $t->start_nginx(name => 'c', worker_processes => 1, http_config => umlo_http_config(qq{
+        umlo_webhook $slow events=sync.succeeded;
+        umlo_webhook_timeout 3s;
+        umlo_webhook_retries 10;
+        umlo_webhook_backoff 1s;
+    }), config => umlo_locations());
+    my (undef, $worker) = $t->nginx_pids('c');
+    my ($st) = run_sync($t, name => 'c');
+    is $st && $st->{state}, 'succeeded', 'a sync' or return;
+    my $got = $rx->wait_received('/hang/reload', 'sync.succeeded', 1);
+    is scalar(@$got), 1, 'the first attempt hangs';
+    my $t0 = time;
+    $t->reload_nginx(name => 'c');
+    ok wait_for(sub { !kill 0, $worker }, timeout => 20), 'the old worker exits';
+    my $took = time - $t0;
+    cmp_ok $took, '<', 8, sprintf('within about one attempt (%.1f s), not after 10 retries', $took);
+    is scalar(@{ $rx->received('/hang/reload') }), 1, 'no retry after the reload';
+    my $d;
+    ok wait_for(sub {
+        ($d) = grep { $_->{webhook} =~ m{/hang/reload$} } @{ history()->{deliveries} };
+        $d
+    }, timeout => 10), 'the outcome is recorded';
+    json_contains $d, { status => 'failed', attempts => 1, error => qr/umlo_webhook_timeout/ }, 'failed after one attempt';
+    $t->stop_nginx('c');
+};
+
 no_key('all deliveries');
 final_checks($t);
 done_testing;
