@@ -37,6 +37,7 @@ start_stack($t,
         umlo_webhook_timeout 1s;
         umlo_webhook_retries 3;
         umlo_webhook_backoff 200ms;
+        umlo_webhook_log 10;
     },
     locations => 'location = /umlo/history { umlo_history; }',
 );
@@ -189,6 +190,7 @@ subtest 'once per sync across instances' => sub {
     $t->start_nginx(name => 'b', http_config => umlo_http_config(qq{
         umlo_webhook $ok secret_file=$secret_file;
         umlo_webhook_timeout 1s;
+        umlo_webhook_log 10;
     }), config => umlo_locations());
     my $before = scalar @{ $rx->received('/ok') };
     my ($st) = run_sync($t, name => 'b');
@@ -203,9 +205,15 @@ subtest 'once per sync across instances' => sub {
 };
 
 subtest 'deliveries list is bounded' => sub {
-    my $n = $t->redis('LLEN', org_key($t, 'deliveries'));
-    cmp_ok $n, '<=', 100, "at most umlo_webhook_log entries ($n)";
     my $stats = { @{ $t->redis('HGETALL', org_key($t, 'stats')) } };
+    my $total = 0;
+    $total += $stats->{$_} for grep { /^webhook:/ } keys %$stats;
+    cmp_ok $total, '>', 10, "more deliveries than umlo_webhook_log ($total)";
+    is $t->redis('LLEN', org_key($t, 'deliveries')), 10, 'the list keeps umlo_webhook_log of them';
+    my $h = history();
+    is scalar(@{ $h->{deliveries} }), 10, 'the history shows those';
+    my @at = map { $_->{at} } @{ $h->{deliveries} };
+    is_deeply \@at, [ sort { $b <=> $a } @at ], 'newest first';
     cmp_ok $stats->{'webhook:sync.succeeded:failed'} // 0, '>=', 1, 'failed deliveries counted';
     cmp_ok $stats->{'webhook:sync.succeeded:delivered'} // 0, '>=', 3, 'delivered ones counted';
 };
