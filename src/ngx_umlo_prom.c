@@ -34,6 +34,8 @@ static u_char *ngx_umlo_prom_org(u_char *p, u_char *last, redisReply *reply);
 static u_char *ngx_umlo_prom_labelled(u_char *p, u_char *last,
     redisReply *stats, const char *prefix, const char *metric,
     const char *label1, const char *label2);
+static u_char *ngx_umlo_prom_durations(u_char *p, u_char *last,
+    redisReply *stats);
 static long long ngx_umlo_prom_field(redisReply *stats, const char *name);
 static ngx_int_t ngx_umlo_prom_valid(const char *s, size_t len);
 
@@ -186,12 +188,9 @@ static u_char *
 ngx_umlo_prom_org(u_char *p, u_char *last, redisReply *reply)
 {
     json_t      *doc;
-    ngx_uint_t   i;
-    long long    n, cumulative, running;
+    long long    n, running;
     const char  *state;
     redisReply  *status, *lease, *current, *stats;
-
-    static const long long  bounds[] = NGX_UMLO_DURATION_BUCKETS;
 
     status = reply->element[0];
     lease = reply->element[1];
@@ -230,29 +229,9 @@ ngx_umlo_prom_org(u_char *p, u_char *last, redisReply *reply)
     p = ngx_slprintf(p, last, "umlo_snapshot_users %L\n", n);
 
     p = ngx_umlo_prom_head(p, last, "umlo_sync_duration_seconds",
-                           "histogram", "Duration of finished syncs.");
-
-    cumulative = 0;
-
-    for (i = 0; i < NGX_UMLO_DURATION_NBUCKETS; i++) {
-        char  field[32];
-
-        ngx_sprintf((u_char *) field, "duration_bucket:%ui%Z", i);
-        cumulative += ngx_umlo_prom_field(stats, field);
-
-        p = ngx_slprintf(p, last, "umlo_sync_duration_seconds_bucket"
-                         "{le=\"%L\"} %L\n", bounds[i], cumulative);
-    }
-
-    cumulative += ngx_umlo_prom_field(stats, "duration_bucket:inf");
-    n = ngx_umlo_prom_field(stats, "duration_sum_ms");
-
-    p = ngx_slprintf(p, last, "umlo_sync_duration_seconds_bucket"
-                     "{le=\"+Inf\"} %L\n"
-                     "umlo_sync_duration_seconds_sum %L.%03L\n"
-                     "umlo_sync_duration_seconds_count %L\n",
-                     cumulative, n / 1000, n % 1000,
-                     ngx_umlo_prom_field(stats, "duration_count"));
+                           "histogram", "Duration of finished syncs, by "
+                           "trigger.");
+    p = ngx_umlo_prom_durations(p, last, stats);
 
     p = ngx_umlo_prom_head(p, last, "umlo_syncs_total", "counter",
                            "Finished syncs by trigger and outcome.");
@@ -346,6 +325,65 @@ ngx_umlo_prom_labelled(u_char *p, u_char *last, redisReply *stats,
                          label1, alen, f->str + plen, label2,
                          (size_t) (f->str + f->len - colon - 1), colon + 1,
                          v->len, v->str);
+    }
+
+    return p;
+}
+
+
+/* one histogram per trigger that has a "duration_count:TRIGGER" field */
+
+static u_char *
+ngx_umlo_prom_durations(u_char *p, u_char *last, redisReply *stats)
+{
+    char         field[128], trigger[65];
+    size_t       i, len;
+    ngx_uint_t   b;
+    long long    cumulative, sum;
+    redisReply  *f;
+
+    static const long long  bounds[] = NGX_UMLO_DURATION_BUCKETS;
+
+    for (i = 0; i + 1 < stats->elements; i += 2) {
+        f = stats->element[i];
+
+        if (f->type != REDIS_REPLY_STRING || f->len <= 15
+            || ngx_strncmp(f->str, "duration_count:", 15) != 0
+            || !ngx_umlo_prom_valid(f->str + 15, f->len - 15))
+        {
+            continue;
+        }
+
+        len = f->len - 15;
+        ngx_memcpy(trigger, f->str + 15, len);
+        trigger[len] = '\0';
+
+        cumulative = 0;
+
+        for (b = 0; b < NGX_UMLO_DURATION_NBUCKETS; b++) {
+            ngx_sprintf((u_char *) field, "duration_bucket:%s:%ui%Z",
+                        trigger, b);
+            cumulative += ngx_umlo_prom_field(stats, field);
+
+            p = ngx_slprintf(p, last, "umlo_sync_duration_seconds_bucket"
+                             "{trigger=\"%s\",le=\"%L\"} %L\n", trigger,
+                             bounds[b], cumulative);
+        }
+
+        ngx_sprintf((u_char *) field, "duration_bucket:%s:inf%Z", trigger);
+        cumulative += ngx_umlo_prom_field(stats, field);
+
+        ngx_sprintf((u_char *) field, "duration_sum_ms:%s%Z", trigger);
+        sum = ngx_umlo_prom_field(stats, field);
+
+        p = ngx_slprintf(p, last, "umlo_sync_duration_seconds_bucket"
+                         "{trigger=\"%s\",le=\"+Inf\"} %L\n"
+                         "umlo_sync_duration_seconds_sum{trigger=\"%s\"} "
+                         "%L.%03L\n"
+                         "umlo_sync_duration_seconds_count{trigger=\"%s\"} "
+                         "%L\n", trigger, cumulative, trigger, sum / 1000,
+                         sum % 1000, trigger,
+                         ngx_umlo_prom_field(stats, f->str));
     }
 
     return p;

@@ -458,9 +458,9 @@ ngx_umlo_store_history(ngx_umlo_store_t *st, json_t *summary, unsigned max)
 
 /*
  * Counters in the stats hash, so that every instance's metrics agree:
- * "syncs:TRIGGER:STATE", "duration_bucket:I" (I indexes
- * NGX_UMLO_DURATION_BUCKETS, "inf" beyond), "duration_sum_ms",
- * "duration_count", "last:STATE" (unix time), "api_calls",
+ * "syncs:TRIGGER:STATE", "duration_bucket:TRIGGER:I" (I indexes
+ * NGX_UMLO_DURATION_BUCKETS, "inf" beyond), "duration_sum_ms:TRIGGER",
+ * "duration_count:TRIGGER", "last:STATE" (unix time), "api_calls",
  * "api_rate_limited", "api_retries"; ngx_umlo_store_delivery() adds
  * "webhook:EVENT:delivered" and "webhook:EVENT:failed".
  */
@@ -502,13 +502,15 @@ ngx_umlo_store_stats(ngx_umlo_store_t *st, json_t *summary)
                               " syncs:%s:%s 1", st->org, trigger, state)
         != 0
         || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
-                                 " duration_bucket:%s 1", st->org, bucket)
+                                 " duration_bucket:%s:%s 1", st->org, trigger,
+                                 bucket)
            != 0
         || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
-                                 " duration_sum_ms %lld", st->org, ms)
+                                 " duration_sum_ms:%s %lld", st->org, trigger,
+                                 ms)
            != 0
         || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
-                                 " duration_count 1", st->org)
+                                 " duration_count:%s 1", st->org, trigger)
            != 0
         || ngx_umlo_store_append(st, "HSET " NGX_UMLO_KEY_STATS
                                  " last:%s %lld", st->org, state,

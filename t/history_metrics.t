@@ -88,7 +88,7 @@ subtest 'empty' => sub {
     is_deeply $err, [], 'metrics parse';
     is $s->{umlo_sync_running}{''}, 0, 'no sync running';
     is $s->{umlo_redis_up}{''}, 1, 'Redis up';
-    is $s->{umlo_sync_duration_seconds_count}{''}, 0, 'no durations';
+    ok !exists $s->{umlo_sync_duration_seconds_count}, 'no durations yet';
     is $s->{umlo_sync_last_success_timestamp_seconds}{''}, 0, 'never succeeded';
 };
 
@@ -161,21 +161,35 @@ subtest 'metrics' => sub {
     is $syncs{'trigger="selective",outcome="succeeded"'}, 1, '1 selective';
     is $syncs{'trigger="manual",outcome="failed"'}, 1, '1 failed';
 
-    # histogram: cumulative, +Inf = count = every finished sync
+    # histograms by trigger: cumulative, +Inf = count = the syncs finished
     my $bk = $s->{umlo_sync_duration_seconds_bucket};
-    my @le = sort { $a <=> $b }  grep { $_ ne '+Inf' } map { /le="([^"]+)"/ ? $1 : () } keys %$bk;
-    my $prev = 0;
-    my $mono = 1;
-    for my $le (@le) { $mono = 0 if $bk->{"le=\"$le\""} < $prev; $prev = $bk->{"le=\"$le\""} }
-    ok $mono, 'buckets are cumulative';
-    is $bk->{q{le="+Inf"}}, 5, '+Inf bucket counts all five';
-    is $s->{umlo_sync_duration_seconds_count}{''}, 5, 'count 5';
+    my %count = (manual => 4, selective => 1);
+    for my $trigger (sort keys %count) {
+        my @le = sort { $a <=> $b } map { /^trigger="\Q$trigger\E",le="([^"+]+)"$/ ? $1 : () } keys %$bk;
+        is scalar(@le), 11, "$trigger: 11 finite buckets";
+        my ($prev, $mono) = (0, 1);
+        for my $le (@le) {
+            my $v = $bk->{"trigger=\"$trigger\",le=\"$le\""};
+            $mono = 0 if $v < $prev;
+            $prev = $v;
+        }
+        ok $mono, "$trigger: buckets are cumulative";
+        is $bk->{"trigger=\"$trigger\",le=\"+Inf\""}, $count{$trigger}, "$trigger: +Inf bucket counts $count{$trigger}";
+        is $s->{umlo_sync_duration_seconds_count}{"trigger=\"$trigger\""}, $count{$trigger}, "$trigger: count";
+        cmp_ok $prev, '<=', $count{$trigger}, "$trigger: no finite bucket above the count";
+    }
+    is scalar(keys %{ $s->{umlo_sync_duration_seconds_count} }), 2, 'two triggers';
 
     # against the history (the last 4) plus the first sync's status
     my $h = history()->{json}{syncs};
     my $sum = 0;
     $sum += $_->{duration_ms} for @$h;
-    cmp_ok $s->{umlo_sync_duration_seconds_sum}{''}, '>=', $sum / 1000 - 0.001, 'sum covers the history';
+    my $tsum = 0;
+    $tsum += $_ for values %{ $s->{umlo_sync_duration_seconds_sum} };
+    cmp_ok $tsum, '>=', $sum / 1000 - 0.001, 'sums cover the history';
+    my ($sel) = grep { $_->{trigger} eq 'selective' } @$h;
+    is $s->{umlo_sync_duration_seconds_sum}{'trigger="selective"'}, sprintf('%.3f', $sel->{duration_ms} / 1000),
+        'the selective sum is that sync\'s duration';
     my ($newest_ok) = grep { $_->{state} eq 'succeeded' } @$h;
     is $s->{umlo_sync_last_success_timestamp_seconds}{''}, $newest_ok->{finished_at}, 'last success = history';
     is $s->{umlo_sync_last_failure_timestamp_seconds}{''}, $h->[0]{finished_at}, 'last failure = history';
