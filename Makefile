@@ -16,7 +16,8 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl gcc make wrk curl
+             libjson-pp-perl gcc make wrk curl \
+             python3-prometheus-client
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
@@ -31,10 +32,12 @@ all: $(MODULE)
 check-deps:
 	@missing=; \
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
-	         /usr/include/curl/curl.h /usr/include/jansson.h \
+	         /usr/include/$$(gcc -print-multiarch 2>/dev/null)/curl/curl.h \
+	         /usr/include/jansson.h \
 	         /usr/include/hiredis/hiredis.h /usr/include/openssl/hmac.h \
 	         /usr/bin/redis-server \
-	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
+	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
+	         /usr/lib/python3/dist-packages/prometheus_client; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -66,6 +66,30 @@ sub parse_prom {
     return (\%samples, \%type, \@err);
 }
 
+# The same text through the reference client's parser (t/lib/bin/prom-parse):
+# its samples, as {name => {labels text => value}}, or dies.
+# 'b="2",a="1",le="5"' -> 'a="1",b="2",le="5"': names sorted, le last
+sub canonical_labels {
+    my @l = split /,(?=[a-zA-Z_]\w*=")/, $_[0];
+    return join ',', sort { ($a =~ /^le=/) <=> ($b =~ /^le=/) || $a cmp $b } @l;
+}
+
+sub reference_parse {
+    my ($text) = @_;
+    my $in = $t->path('metrics.txt');
+    open(my $fh, '>', $in) or die $!;
+    print {$fh} $text;
+    close $fh;
+    my $out = `t/lib/bin/prom-parse < $in`;
+    die "prom-parse: $out\n" if $?;
+    my %s;
+    for my $x (@{ decode_json($out) }) {
+        my $l = join ',', map { "$_=\"$x->{labels}{$_}\"" } keys %{ $x->{labels} };
+        $s{ $x->{name} }{ canonical_labels($l) } = $x->{value};
+    }
+    return \%s;
+}
+
 sub metrics {
     my ($name) = @_;
     my $r = req($t, GET => '/umlo/metrics', name => $name);
@@ -151,6 +175,18 @@ subtest 'history' => sub {
 subtest 'metrics' => sub {
     my ($s, $ty, $err, $r) = metrics();
     is_deeply $err, [], 'the exposition parses' or diag $r->{body};
+    my $ref = eval { reference_parse($r->{body}) };
+    ok $ref, 'the reference parser (python3-prometheus-client) reads it' or diag $@;
+    my (%mine, %theirs);
+    for my $name (keys %$s) {
+        for my $labels (keys %{ $s->{$name} }) {
+            $mine{$name}{ canonical_labels($labels) } = 0 + $s->{$name}{$labels};
+        }
+    }
+    for my $name (keys %{ $ref || {} }) {
+        $theirs{$name}{$_} = 0 + $ref->{$name}{$_} for keys %{ $ref->{$name} };
+    }
+    is_deeply \%theirs, \%mine, 'and finds the same samples and values';
     like $r->{headers}{'content-type'}, qr{^text/plain; version=0\.0\.4}, 'content type 0.0.4';
     is $ty->{umlo_sync_duration_seconds}, 'histogram', 'duration is a histogram';
     is $ty->{$_}, 'counter', "$_ is a counter" for qw(umlo_syncs_total umlo_api_calls_total
