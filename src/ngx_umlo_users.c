@@ -13,6 +13,7 @@
 #include "ngx_umlo_query.h"
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_results.h"
+#include "ngx_umlo_keyexp.h"
 
 
 #define NGX_UMLO_CSV_BUF  (32 * 1024)
@@ -839,10 +840,11 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
     char                  *last;
     u_char                *body, *p;
     size_t                 len;
-    json_t                *sync, *ls;
+    json_t                *sync, *tail;
     ngx_int_t              rc;
     ngx_umlo_snap_t       *snap;
     ngx_umlo_users_ctx_t  *ctx;
+    ngx_umlo_main_conf_t  *umcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
     snap = ctx->ref->snap;
@@ -862,26 +864,38 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
     sync = (reply != NULL && reply->type == REDIS_REPLY_STRING)
            ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
 
-    ls = sync ? json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:O?}",
-                          "id", json_object_get(sync, "id"),
-                          "trigger", json_object_get(sync, "trigger"),
-                          "state", json_object_get(sync, "state"),
-                          "finished_at", json_object_get(sync, "finished_at"),
-                          "duration_ms", json_object_get(sync, "duration_ms"),
-                          "error", json_object_get(sync, "error"))
-              : json_null();
+    /* what changes per request: {"last_sync": ..., "api_key": ...} */
+    tail = json_object();
 
-    last = ls ? json_dumps(ls, JSON_COMPACT|JSON_ENCODE_ANY) : NULL;
+    if (tail != NULL) {
+        json_object_set_new(tail, "last_sync", sync
+            ? json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:O?}",
+                        "id", json_object_get(sync, "id"),
+                        "trigger", json_object_get(sync, "trigger"),
+                        "state", json_object_get(sync, "state"),
+                        "finished_at", json_object_get(sync, "finished_at"),
+                        "duration_ms", json_object_get(sync, "duration_ms"),
+                        "error", json_object_get(sync, "error"))
+            : json_null());
 
-    json_decref(ls);
+        umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+
+        if (umcf->key_expires) {
+            json_object_set_new(tail, "api_key", ngx_umlo_keyexp_json(umcf));
+        }
+    }
+
+    last = tail ? json_dumps(tail, JSON_COMPACT) : NULL;
+
+    json_decref(tail);
     json_decref(sync);
 
-    if (last == NULL) {
+    if (last == NULL || last[0] != '{') {
         goto done;
     }
 
-    /* {metrics..., "last_sync": ...} */
-    len = snap->dashboard_len + ngx_strlen(last) + sizeof(",\"last_sync\":}");
+    /* {metrics..., then the tail's members} */
+    len = snap->dashboard_len + ngx_strlen(last) + 1;
 
     body = ngx_pnalloc(r->pool, len);
     if (body == NULL) {
@@ -890,13 +904,11 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
 
     p = ngx_cpymem(body, snap->dashboard, snap->dashboard_len - 1);
 
-    if (snap->dashboard_len > 2) {
+    if (snap->dashboard_len > 2 && last[1] != '}') {
         *p++ = ',';
     }
 
-    p = ngx_cpymem(p, "\"last_sync\":", sizeof("\"last_sync\":") - 1);
-    p = ngx_cpymem(p, last, ngx_strlen(last));
-    *p++ = '}';
+    p = ngx_cpymem(p, last + 1, ngx_strlen(last) - 1);
 
     rc = ngx_umlo_send_tagged(r, body, p - body,
                               ngx_umlo_body_hash(body, p - body));
