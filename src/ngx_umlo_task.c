@@ -4,7 +4,7 @@
  * umlo_tasks (create, list, read, delete, run now) on the event loop, the
  * per-worker timer that claims due tasks, and a task run in a pool
  * thread: org lock, filter, pre-sync of the matched users, filter again,
- * then the bulk job's plan and run (ngx_umlo_bulk_run.c).
+ * then the bulk job's plan and run (ngx_umlo_bulk_plan.c, _exec.c).
  */
 
 
