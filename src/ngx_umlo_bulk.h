@@ -47,6 +47,7 @@ typedef struct {
     unsigned                 locked:1;        /* a task took the lock */
     unsigned                 presynced:1;     /* users just re-read */
     json_t                  *run_of;          /* the task run, or NULL */
+    struct ngx_umlo_job_s   *sync;            /* a task's full sync first */
     char                    *webhook;         /* task runs: or NULL */
 
     char                     id[NGX_UMLO_BULK_ID_LEN];

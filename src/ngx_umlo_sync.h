@@ -83,6 +83,19 @@ struct ngx_umlo_job_s {
 
 ngx_int_t ngx_umlo_sync_handler(ngx_http_request_t *r);
 
+/*
+ * A job not tied to a request (tasks, timers).  The caller takes the org
+ * lock with the job's token and document (ngx_umlo_sync_start_lua: KEYS
+ * lock, status, cancel; ARGV token, lease, document), and on a failure
+ * after that gives it back with ngx_umlo_sync_release().
+ */
+extern const char  ngx_umlo_sync_start_lua[];
+
+ngx_umlo_job_t *ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf,
+    const char *trigger);
+void ngx_umlo_sync_release(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf);
+void ngx_umlo_sync_free(ngx_umlo_job_t *job);
+
 /* The thread's work: full or selective sync (ngx_umlo_fetch.c). */
 void ngx_umlo_fetch_run(ngx_umlo_job_t *job);
 

@@ -26,6 +26,12 @@ static const char  ngx_umlo_task_delete_lua[] =
     " redis.call('ZREM', KEYS[2], ARGV[1])"
     " redis.call('DEL', KEYS[3]) return 1";
 
+/* a task and the users on its notice list */
+static const char  ngx_umlo_task_notice_lua[] =
+    "local t = redis.call('HGET', KEYS[1], ARGV[1])"
+    " if not t then return false end"
+    " return {t, redis.call('HGETALL', KEYS[2])}";
+
 static const char  ngx_umlo_task_now_lua[] =
     "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end"
     " redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) return 1";
@@ -35,10 +41,11 @@ static void ngx_umlo_task_body(ngx_http_request_t *r);
 static ngx_int_t ngx_umlo_task_create(ngx_http_request_t *r, json_t *body,
     json_t **doc);
 static void ngx_umlo_task_reply(redisReply *reply, void *data);
+static json_t *ngx_umlo_task_notice_list(redisReply *reply);
 
 
 typedef struct {
-    const char  *what;      /* list, get, delete, run, create */
+    const char  *what;      /* list, get, delete, run, notice, create */
     json_t      *doc;       /* create: the task answered */
 } ngx_umlo_task_ctx_t;
 
@@ -52,7 +59,7 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
     size_t                     len;
     ngx_int_t                  rc;
     ngx_str_t                  rest;
-    ngx_uint_t                 run;
+    ngx_uint_t                 run, notice;
     ngx_umlo_task_ctx_t       *ctx;
     ngx_umlo_main_conf_t      *umcf;
 
@@ -97,7 +104,9 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
 
     run = (rest.len > 4
            && ngx_strncmp(rest.data + rest.len - 4, "/run", 4) == 0);
-    len = rest.len - (run ? 4 : 0);
+    notice = (rest.len > 7
+              && ngx_strncmp(rest.data + rest.len - 7, "/notice", 7) == 0);
+    len = rest.len - (run ? 4 : 0) - (notice ? 7 : 0);
 
     id = ngx_pnalloc(r->pool, len + 1);
     if (id == NULL) {
@@ -126,6 +135,18 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
                                      ngx_umlo_task_now_lua, umcf->org.data,
                                      umcf->org.data, id,
                                      (long long) ngx_umlo_task_now());
+
+    } else if (notice) {
+        if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+            return ngx_umlo_send_not_allowed(r, "GET, HEAD");
+        }
+
+        ctx->what = "notice";
+        rc = ngx_umlo_redis_commandf(umcf->redis, ngx_umlo_task_reply, r,
+                                     "EVAL %s 2 " NGX_UMLO_KEY_TASKS " "
+                                     NGX_UMLO_KEY_TASK_NOTICE " %s",
+                                     ngx_umlo_task_notice_lua,
+                                     umcf->org.data, umcf->org.data, id, id);
 
     } else if (r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD)) {
         ctx->what = "get";
@@ -249,16 +270,16 @@ ngx_umlo_task_body(ngx_http_request_t *r)
 
 
 /*
- * {"name", "filter", "action" (+ site, product, group), "schedule":
- * {"every": "6h"} or {"daily": "03:00"}}: the bulk fields are checked by
- * the bulk parser, as a POST to umlo_bulk would be.
+ * {"name", "filter" or "users", "action" (+ site, product, group),
+ * "schedule": {"every": "6h"} or {"daily": "03:00"}}: the bulk fields are
+ * checked by the bulk parser, as a POST to umlo_bulk would be.
  */
 
 static ngx_int_t
 ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
 {
     u_char                *p;
-    json_t                *bulk, *schedule, *value, *sched;
+    json_t                *bulk, *schedule, *value, *sched, *target;
     ngx_int_t              rc, every, notice;
     ngx_str_t              s;
     const char            *key, *name, *daily;
@@ -278,10 +299,13 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
                                    "characters");
     }
 
-    if (json_object_get(body, "filter") == NULL) {
+    if (json_object_get(body, "filter") == NULL
+        && json_object_get(body, "users") == NULL)
+    {
         return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST, "missing_field",
-                                   "a task needs \"filter\": the saved "
-                                   "users API query it acts on");
+                                   "a task needs \"filter\" (the saved "
+                                   "users API query it acts on) or "
+                                   "\"users\" (account ids)");
     }
 
     schedule = json_object_get(body, "schedule");
@@ -345,14 +369,13 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
             continue;
         }
 
-        if (ngx_strcmp(key, "users") == 0 || ngx_strcmp(key, "dry_run") == 0
-            || ngx_strcmp(key, "force") == 0)
+        if (ngx_strcmp(key, "dry_run") == 0 || ngx_strcmp(key, "force") == 0)
         {
             json_decref(bulk);
             return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
                                        "unexpected_field", "a task takes no "
-                                       "\"%s\": it acts on its filter, "
-                                       "after re-reading those users", key);
+                                       "\"%s\": it runs on data synced "
+                                       "just before", key);
         }
 
         json_object_set(bulk, key, value);
@@ -387,11 +410,20 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
     next = ngx_umlo_task_next(sched, now);
     ngx_umlo_task_iso(at, sizeof(at), now);
 
-    *doc = json_pack("{s:s,s:s,s:O,s:O,s:O,s:o,s:s,s:s,s:I,s:n}",
+    target = json_object_get(job->request, "target");
+
+    /*
+     * What a run syncs first.  Only an explicit list of users bounds whom
+     * the task can act on; any filter can newly match someone the
+     * snapshot has otherwise (a status, group, product, role, name or
+     * activity change, a new member), so a filter needs the whole org.
+     */
+    *doc = json_pack("{s:s,s:s,s:O?,s:O?,s:s,s:O,s:O,s:o,s:s,s:s,s:I,s:n}",
                      "id", (char *) id, "name", name,
-                     "filter", json_object_get(json_object_get(job->request,
-                                                               "target"),
-                                               "filter"),
+                     "filter", json_object_get(target, "filter"),
+                     "users", json_object_get(target, "users"),
+                     "presync", json_object_get(target, "users") ? "users"
+                                                                 : "full",
                      "action", json_object_get(job->request, "action"),
                      "params", json_object_get(job->request, "params"),
                      "schedule", sched,
@@ -404,6 +436,10 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
     if (*doc == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* one of the two */
+    json_object_del(*doc, json_is_null(json_object_get(*doc, "users"))
+                          ? "users" : "filter");
 
     ngx_umlo_task_iso(at, sizeof(at), next);
     json_object_set_new(*doc, "next_run_at", json_string(at));
@@ -458,6 +494,11 @@ ngx_umlo_task_reply(redisReply *reply, void *data)
     {
         out = json_loadb(reply->str, reply->len, 0, NULL);
 
+    } else if (ngx_strcmp(ctx->what, "notice") == 0
+               && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2)
+    {
+        out = ngx_umlo_task_notice_list(reply);
+
     } else if (ngx_strcmp(ctx->what, "delete") == 0 && reply->integer == 1) {
         out = json_pack("{s:b}", "deleted", 1);
 
@@ -481,6 +522,47 @@ ngx_umlo_task_reply(redisReply *reply, void *data)
     ngx_http_finalize_request(r, rc);
 }
 
+
+
+/* {task, [account, first matched ms, ...]}: who is on notice, until when */
+
+static json_t *
+ngx_umlo_task_notice_list(redisReply *reply)
+{
+    char         at[32], due[32];
+    size_t       i;
+    json_t      *task, *out;
+    redisReply  *list;
+    long long    notice, first;
+
+    task = json_loadb(reply->element[0]->str, reply->element[0]->len, 0,
+                      NULL);
+    if (task == NULL) {
+        return NULL;
+    }
+
+    notice = json_integer_value(json_object_get(task, "notice"));
+    out = json_pack("{s:O,s:O,s:I,s:[]}",
+                    "task", json_object_get(task, "id"),
+                    "name", json_object_get(task, "name"),
+                    "notice", (json_int_t) notice, "data");
+    json_decref(task);
+
+    list = reply->element[1];
+
+    for (i = 0; out != NULL && i + 1 < list->elements; i += 2) {
+        first = strtoll(list->element[i + 1]->str, NULL, 10);
+        ngx_umlo_task_iso(at, sizeof(at), first);
+        ngx_umlo_task_iso(due, sizeof(due), first + notice * 1000);
+
+        json_array_append_new(json_object_get(out, "data"),
+                              json_pack("{s:s,s:s,s:s}",
+                                        "id", list->element[i]->str,
+                                        "noticed_at", at, "due_at", due));
+    }
+
+    return out;
+}
 
 
 /* {"every": seconds}: from now; {"daily": "HH:MM"}: the next one, UTC */

@@ -7,6 +7,7 @@
 
 
 #include "ngx_umlo_task_int.h"
+#include "ngx_umlo_sync.h"
 
 #include <curl/curl.h>
 
@@ -24,17 +25,18 @@ static void ngx_umlo_task_webhook(ngx_umlo_bulk_job_t *job, json_t *event,
 
 /*
  * A notice period: a user is acted on only once the filter has matched
- * them for that long.  The first match is remembered per task; a user the
- * filter no longer matches is forgotten.  job->ids keeps the users whose
- * notice has run out.
+ * them for that long.  The first match is remembered per task (the
+ * "noticed" state, readable at umlo_tasks/ID/notice); a user the filter
+ * no longer matches is forgotten.  job->ids keeps the users whose notice
+ * has run out; the newly noticed, with their dates, go to the webhook.
  */
 
 int
 ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
 {
-    char          key[512];
+    char          key[512], at[32], due[32];
     size_t        i;
-    json_t       *id, *act, *seen;
+    json_t       *id, *act, *seen, *noticed;
     long long     notice, now, first;
     unsigned      fresh, waiting;
     redisReply   *r;
@@ -68,6 +70,7 @@ ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
     freeReplyObject(r);
 
     act = json_array();
+    noticed = json_array();
     fresh = 0;
     waiting = 0;
 
@@ -79,6 +82,12 @@ ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
             (void) ngx_umlo_store_append(&job->store, "HSET %s %s %lld", key,
                                          account, now);
             fresh++;
+
+            ngx_umlo_task_iso(at, sizeof(at), now);
+            ngx_umlo_task_iso(due, sizeof(due), now + notice * 1000);
+            json_array_append_new(noticed,
+                                  json_pack("{s:s,s:s,s:s}", "id", account,
+                                            "noticed_at", at, "due_at", due));
 
         } else if (now - first >= notice * 1000) {
             json_array_append(act, id);
@@ -97,6 +106,8 @@ ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
     }
 
     json_decref(seen);
+
+    json_object_set_new(job->run_of, "notice_new", noticed);
 
     if (ngx_umlo_store_flush(&job->store) != 0) {
         json_decref(act);
@@ -123,7 +134,7 @@ void
 ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
 {
     char         at[32], result[256], *text;
-    json_t      *task, *last, *event;
+    json_t      *task, *last, *event, *sync, *notice;
     long long    now, next;
     redisReply  *r;
     const char  *state;
@@ -141,14 +152,33 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
            : ngx_umlo_task_next(json_object_get(job->run_of, "schedule"),
                                 now);
 
+    /* the full sync the run made first, if it started */
+    sync = (job->sync != NULL && job->sync->state != NULL)
+           ? json_pack("{s:s,s:s}", "id", job->sync->id,
+                       "state", job->sync->state)
+           : NULL;
+
+    notice = json_object_get(job->run_of, "notice_state");
+
     last = json_pack("{s:s,s:s,s:s,s:O?,s:s?,s:O?}",
                      "job", job->id, "at", at, "state", state,
                      "counts", json_object_get(job->doc, "counts"),
                      "error", job->error[0] ? job->error : NULL,
-                     "notice", json_object_get(job->run_of, "notice_state"));
+                     "notice", notice);
+
+    if (sync != NULL) {
+        json_object_set(last, "sync", sync);
+    }
+
+    /* the webhook also names who was newly put on notice, and until when */
+    if (notice != NULL) {
+        notice = json_deep_copy(notice);
+        json_object_set(notice, "noticed",
+                        json_object_get(job->run_of, "notice_new"));
+    }
 
     if (strcmp(state, "postponed") != 0 && job->webhook != NULL) {
-        event = json_pack("{s:s,s:O,s:O,s:s,s:s,s:O?,s:s?,s:s,s:O?}",
+        event = json_pack("{s:s,s:O,s:O,s:s,s:s,s:O?,s:s?,s:s,s:O?,s:O?}",
                           "event", strcmp(state, "succeeded") == 0
                                    ? "task.completed" : "task.failed",
                           "task", json_object_get(job->run_of, "id"),
@@ -157,15 +187,19 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
                           "counts", json_object_get(job->doc, "counts"),
                           "error", job->error[0] ? job->error : NULL,
                           "at", at,
-                          "notice", json_object_get(job->run_of,
-                                                    "notice_state"));
+                          "sync", sync,
+                          "notice", notice);
         ngx_umlo_task_webhook(job, event, result, sizeof(result));
         json_decref(event);
         json_object_set_new(last, "webhook", json_string(result));
     }
 
+    json_decref(notice);
+    json_decref(sync);
+
     task = json_deep_copy(job->run_of);
     json_object_del(task, "notice_state");
+    json_object_del(task, "notice_new");
     json_object_set_new(task, "last_run", last);
     json_object_set_new(task, "next_run_ms", json_integer(next));
     ngx_umlo_task_iso(at, sizeof(at), next);

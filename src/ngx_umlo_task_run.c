@@ -8,6 +8,7 @@
 
 
 #include "ngx_umlo_task_int.h"
+#include "ngx_umlo_sync.h"
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_snapshot.h"
 #include "ngx_umlo_query.h"
@@ -29,6 +30,7 @@ static void ngx_umlo_task_claimed(redisReply *reply, void *data);
 static void ngx_umlo_task_thread(void *data, ngx_log_t *log);
 static void ngx_umlo_task_finished(ngx_event_t *ev);
 static void ngx_umlo_task_watch(ngx_event_t *ev);
+static int ngx_umlo_task_sync(ngx_umlo_bulk_job_t *job);
 static int ngx_umlo_task_match(ngx_umlo_bulk_job_t *job);
 
 
@@ -95,7 +97,7 @@ ngx_umlo_task_claimed(redisReply *reply, void *data)
 {
     ngx_umlo_main_conf_t  *umcf = data;
 
-    json_t               *task;
+    json_t               *task, *users;
     ngx_umlo_bulk_job_t  *job;
 
     if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
@@ -113,11 +115,38 @@ ngx_umlo_task_claimed(redisReply *reply, void *data)
     }
 
     job->run_of = task;
+    users = json_object_get(task, "users");
+    users = json_is_array(users) ? users : NULL;
     job->request = json_pack("{s:O,s:O,s:{s:O}}",
                              "action", json_object_get(task, "action"),
                              "params", json_object_get(task, "params"),
-                             "target", "filter",
-                             json_object_get(task, "filter"));
+                             "target", users ? "users" : "filter",
+                             users ? users : json_object_get(task, "filter"));
+
+    if (users != NULL) {
+        job->ids = json_deep_copy(users);
+
+    } else {
+        /* a filter can newly match anyone: the whole org is synced first */
+        job->sync = ngx_umlo_sync_job(umcf, "task");
+
+        if (job->sync == NULL
+            || json_object_set_new(job->sync->doc, "task",
+                                   json_pack("{s:O,s:O}",
+                                             "id", json_object_get(task, "id"),
+                                             "name", json_object_get(task,
+                                                                     "name")))
+               != 0)
+        {
+            if (job->sync != NULL) {
+                ngx_umlo_sync_free(job->sync);
+            }
+
+            ngx_umlo_bulk_job_free(job);
+            ngx_umlo_task_busy = 0;
+            return;
+        }
+    }
     ngx_snprintf((u_char *) job->actor, sizeof(job->actor) - 1, "task:%s%Z",
                  json_string_value(json_object_get(task, "name")));
 
@@ -138,6 +167,10 @@ ngx_umlo_task_claimed(redisReply *reply, void *data)
         || ngx_thread_task_post(umcf->thread_pool, job->task) != NGX_OK)
     {
         /* the claim lapses and another look takes it again */
+        if (job->sync != NULL) {
+            ngx_umlo_sync_free(job->sync);
+        }
+
         ngx_umlo_bulk_job_free(job);
         ngx_umlo_task_busy = 0;
         return;
@@ -160,6 +193,10 @@ ngx_umlo_task_watch(ngx_event_t *ev)
 
     if (ngx_exiting || ngx_quit || ngx_terminate) {
         job->cancel = 1;
+
+        if (job->sync != NULL) {
+            job->sync->cancel = 1;
+        }
     }
 
     ngx_add_timer(&job->watch, NGX_UMLO_TASK_WATCH_MS);
@@ -171,10 +208,37 @@ ngx_umlo_task_finished(ngx_event_t *ev)
 {
     ngx_umlo_bulk_job_t  *job = ev->data;
 
-    ngx_uint_t  level;
+    ngx_uint_t             level;
+    ngx_umlo_job_t        *sync;
+    ngx_umlo_main_conf_t  *umcf;
 
     if (job->watch.timer_set) {
         ngx_del_timer(&job->watch);
+    }
+
+    sync = job->sync;
+
+    if (sync != NULL && sync->state != NULL) {
+        level = (ngx_strcmp(sync->state, "succeeded") == 0)
+                ? NGX_LOG_NOTICE : NGX_LOG_ERR;
+
+        ngx_log_error(level, job->log, 0,
+                      "umlo: task sync %s %s%s%s", sync->id, sync->state,
+                      sync->error[0] ? ": " : "", sync->error);
+
+        if (sync->store_failed) {
+            /* the thread could not record the end: try from here */
+            umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                       ngx_umlo_module);
+            if (umcf != NULL && umcf->redis != NULL) {
+                ngx_umlo_sync_release(sync, umcf);
+            }
+        }
+    }
+
+    if (sync != NULL) {
+        ngx_umlo_sync_free(sync);
+        job->sync = NULL;
     }
 
     level = (job->status >= 400 && job->status != 409) ? NGX_LOG_ERR
@@ -198,12 +262,18 @@ ngx_umlo_task_thread(void *data, ngx_log_t *log)
 {
     ngx_umlo_bulk_job_t  *job = data;
 
-    int          locked;
+    int          locked, ok;
     redisReply  *r;
 
     if (ngx_umlo_store_open(&job->store, &job->redis, job->org) != 0) {
         snprintf(job->error, sizeof(job->error), "%s", job->store.error);
         job->status = 503;
+        return;
+    }
+
+    if (job->sync != NULL && ngx_umlo_task_sync(job) != 0) {
+        ngx_umlo_task_record(job);
+        ngx_umlo_store_close(&job->store);
         return;
     }
 
@@ -231,21 +301,25 @@ ngx_umlo_task_thread(void *data, ngx_log_t *log)
     job->presynced = 1;
     job->dry_run = 0;
 
-    /* the users the filter matches, re-read, then matched again */
-    if (ngx_umlo_task_match(job) == 0) {
+    if (job->sync != NULL) {
+        /* the org was just synced: the filter on that snapshot */
+        ok = (ngx_umlo_task_match(job) == 0);
+
+    } else {
+        /* explicit users: those alone are re-read */
         ngx_umlo_store_close(&job->store);
 
-        if (ngx_umlo_bulk_presync(job) == 0
-            && ngx_umlo_store_open(&job->store, &job->redis, job->org) == 0
-            && ngx_umlo_task_match(job) == 0
-            && ngx_umlo_task_notice(job) == 0)
-        {
-            ngx_umlo_store_close(&job->store);
-            ngx_umlo_bulk_plan(job);
+        ok = (ngx_umlo_bulk_presync(job) == 0
+              && ngx_umlo_store_open(&job->store, &job->redis, job->org)
+                 == 0);
+    }
 
-            if (job->status == 202) {
-                ngx_umlo_bulk_exec(job);
-            }
+    if (ok && ngx_umlo_task_notice(job) == 0) {
+        ngx_umlo_store_close(&job->store);
+        ngx_umlo_bulk_plan(job);
+
+        if (job->status == 202) {
+            ngx_umlo_bulk_exec(job);
         }
     }
 
@@ -272,6 +346,71 @@ ngx_umlo_task_thread(void *data, ngx_log_t *log)
 
     ngx_umlo_task_record(job);
     ngx_umlo_store_close(&job->store);
+}
+
+
+/*
+ * The full sync a filter needs, through the sync's own code: it takes the
+ * org lock as umlo_sync does (so a running sync or job makes the run wait)
+ * and gives it back when done; the run then takes it for itself.
+ */
+
+static int
+ngx_umlo_task_sync(ngx_umlo_bulk_job_t *job)
+{
+    int              started;
+    char            *doc;
+    redisReply      *r;
+    ngx_umlo_job_t  *sync;
+
+    sync = job->sync;
+
+    doc = json_dumps(sync->doc, JSON_COMPACT);
+    if (doc == NULL) {
+        snprintf(job->error, sizeof(job->error), "out of memory");
+        job->status = 500;
+        return -1;
+    }
+
+    r = ngx_umlo_store_command(&job->store, "EVAL %s 3 " NGX_UMLO_KEY_LOCK
+                               " " NGX_UMLO_KEY_STATUS " "
+                               NGX_UMLO_KEY_CANCEL " %s %u %s",
+                               ngx_umlo_sync_start_lua, job->org, job->org,
+                               job->org, sync->token, sync->lease_ms, doc);
+    free(doc);
+
+    if (r == NULL) {
+        snprintf(job->error, sizeof(job->error), "%s", job->store.error);
+        job->status = 503;
+        return -1;
+    }
+
+    started = (r->type == REDIS_REPLY_ARRAY && r->elements == 2
+               && r->element[0]->type == REDIS_REPLY_INTEGER
+               && r->element[0]->integer == 1);
+    freeReplyObject(r);
+
+    if (!started) {
+        job->status = 409;
+        snprintf(job->code, sizeof(job->code), "org_busy");
+        snprintf(job->error, sizeof(job->error), "the org lock is held "
+                 "(a sync or another job): tried again in %d s",
+                 NGX_UMLO_TASK_RETRY_MS / 1000);
+        return -1;
+    }
+
+    ngx_umlo_fetch_run(sync);
+
+    if (sync->state == NULL || strcmp(sync->state, "succeeded") != 0) {
+        job->status = 503;
+        snprintf(job->code, sizeof(job->code), "sync_failed");
+        snprintf(job->error, sizeof(job->error), "the full sync %s before "
+                 "the run %s: %.400s", sync->id,
+                 sync->state ? sync->state : "failed", sync->error);
+        return -1;
+    }
+
+    return 0;
 }
 
 
