@@ -404,8 +404,8 @@ ngx_umlo_task_sync(ngx_umlo_bulk_job_t *job)
     if (sync->state == NULL || strcmp(sync->state, "succeeded") != 0) {
         job->status = 503;
         snprintf(job->code, sizeof(job->code), "sync_failed");
-        snprintf(job->error, sizeof(job->error), "the full sync %s before "
-                 "the run %s: %.400s", sync->id,
+        snprintf(job->error, sizeof(job->error), "the full sync %s %s "
+                 "before the run: %.400s", sync->id,
                  sync->state ? sync->state : "failed", sync->error);
         return -1;
     }

@@ -303,6 +303,25 @@ subtest 'a notice period: users are acted on once matched long enough' => sub {
     ok !$t->redis('EXISTS', org_key($t, 'tasks', 'notice', $nid)), 'its notice list too';
 };
 
+subtest 'a failed full sync fails the run, and nothing is done' => sub {
+    ok in_group('a'), 'a is in the group (since the postponed run)';
+    sim_ok(POST => 'faults', { keyExpiresAt => '2020-01-01T00:00:00Z' });
+    my $prev = tasks(GET => "/$id")->{json}{last_run}{job};
+    tasks(POST => "/$id/run");
+    my $task = wait_run($id, $prev);
+    sim_ok(DELETE => 'faults');
+    is $task->{last_run}{state}, 'failed', 'failed' or diag explain $task;
+    json_contains $task->{last_run}{sync}, { state => 'failed' }, 'the sync failed';
+    like $task->{last_run}{error}, qr/full sync \S+ failed before the run: .*key/i, "saying why"
+        or diag $task->{last_run}{error};
+    ok in_group('a'), 'nothing done';
+    ok !$t->redis('EXISTS', org_key($t, 'lock')), 'the org lock is free';
+    my ($ev) = grep { $_->{task} eq $id && $_->{state} eq 'failed' } hook_events();
+    json_contains $ev, { event => 'task.failed', sync => { state => 'failed' } }, 'webhook task.failed';
+    ok scalar(grep { $t->error_log($_) =~ /umlo: task sync \S+ failed/ } qw(main second)),
+        'the failure is logged by the instance that ran it';
+};
+
 subtest 'delete' => sub {
     my $r = tasks(DELETE => "/$id");
     is $r->{status}, 200, 'deleted';
