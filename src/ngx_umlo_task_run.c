@@ -147,6 +147,7 @@ ngx_umlo_task_claimed(redisReply *reply, void *data)
             return;
         }
     }
+
     ngx_snprintf((u_char *) job->actor, sizeof(job->actor) - 1, "task:%s%Z",
                  json_string_value(json_object_get(task, "name")));
 
