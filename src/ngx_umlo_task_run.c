@@ -9,6 +9,7 @@
 
 #include "ngx_umlo_task_int.h"
 #include "ngx_umlo_sync.h"
+#include "ngx_umlo_webhook.h"
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_snapshot.h"
 #include "ngx_umlo_query.h"
@@ -227,13 +228,19 @@ ngx_umlo_task_finished(ngx_event_t *ev)
                       "umlo: task sync %s %s%s%s", sync->id, sync->state,
                       sync->error[0] ? ": " : "", sync->error);
 
-        if (sync->store_failed) {
+        umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_umlo_module);
+
+        if (sync->store_failed && umcf != NULL && umcf->redis != NULL) {
             /* the thread could not record the end: try from here */
-            umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                       ngx_umlo_module);
-            if (umcf != NULL && umcf->redis != NULL) {
-                ngx_umlo_sync_release(sync, umcf);
-            }
+            ngx_umlo_sync_release(sync, umcf);
+        }
+
+        /* as for any sync; sync.started is not sent: the thread began it */
+        if (umcf != NULL) {
+            ngx_umlo_webhook_emit(umcf,
+                                  ngx_umlo_webhook_sync_event(sync->state),
+                                  sync->id, "sync", sync->doc);
         }
     }
 

@@ -55,6 +55,7 @@ sub hook_events {
 my $http = join "\n",
     'umlo_tasks_interval 1s;',
     "umlo_tasks_webhook http://127.0.0.1:$hook_port/hook;",
+    "umlo_webhook http://127.0.0.1:$hook_port/sync events=sync.succeeded,sync.failed;",
     'umlo_bulk_actor $http_x_umlo_admin;';
 my $locations = join "\n",
     'location /umlo/users { umlo_users; }',
@@ -181,11 +182,15 @@ subtest 'a run syncs the org first, then acts like a bulk job' => sub {
         map { decode_json($_) } @{ $t->redis('LRANGE', org_key($t, 'history'), 0, -1) };
     json_contains $hist, { trigger => 'task', state => 'succeeded' },
         'a sync like any other, triggered by the task' or diag explain $hist;
+    my ($sev) = grep { $_->{event} eq 'sync.succeeded' && $_->{sync}{id} eq $hist->{id} }
+        hook_events();
+    json_contains $sev, { sync => { trigger => 'task', task => { id => $id } } },
+        'its sync.succeeded webhook' or diag explain [ hook_events() ];
     is $job->{requested_by}, 'task:reclaim', 'who: the task';
     json_contains $job->{task}, { id => $id, name => 'reclaim' }, 'which task';
     ok !in_group($_), "$_ out of the group" for qw(a b d e);
     cmp_ok abs($task->{next_run_ms} / 1000 - time - 3600), '<', 30, 'next run in an hour';
-    my ($ev) = grep { $_->{task} eq $id } hook_events();
+    my ($ev) = grep { ($_->{task} // '') eq $id } hook_events();
     json_contains $ev, { event => 'task.completed', name => 'reclaim',
         job => $task->{last_run}{job}, counts => { done => 4 },
         sync => { id => $task->{last_run}{sync}{id} } }, 'webhook task.completed';
@@ -246,7 +251,7 @@ subtest 'two instances run a task once' => sub {
     my @jobs = grep { ($_->{id} // '') =~ /^b-/ && $_->{who} eq 'task:once' }
         @{ req($t, GET => '/umlo/bulk/audit')->{json}{data} };
     is scalar @jobs, 1, 'one job in the audit log';
-    is scalar(grep { $_->{task} eq $once } hook_events()), 1, 'one webhook';
+    is scalar(grep { ($_->{task} // '') eq $once } hook_events()), 1, 'one webhook';
     is user('a')->{membershipStatus}, 'suspended', 'a suspended';
     like $task->{next_run_at}, qr/T03:00:00Z$/, 'next run at 03:00 UTC';
 };
@@ -264,7 +269,7 @@ subtest 'a notice period: users are acted on once matched long enough' => sub {
     json_contains $task->{last_run}, { state => 'succeeded', notice => { new => 3, waiting => 0, due => 0 },
         counts => { targets => 0 } }, 'first run: all three noticed, nobody acted on';
     is user('n1')->{membershipStatus}, 'active', 'n1 untouched';
-    my ($ev) = grep { $_->{task} eq $nid } hook_events();
+    my ($ev) = grep { ($_->{task} // '') eq $nid } hook_events();
     json_contains $ev, { notice => { new => 3 } }, 'the webhook counts who was noticed';
     is_deeply [ sort map { $_->{id} } @{ $ev->{notice}{noticed} } ], [qw(tk-n1 tk-n2 tk-n3)],
         'and names them';
@@ -316,7 +321,7 @@ subtest 'a failed full sync fails the run, and nothing is done' => sub {
         or diag $task->{last_run}{error};
     ok in_group('a'), 'nothing done';
     ok !$t->redis('EXISTS', org_key($t, 'lock')), 'the org lock is free';
-    my ($ev) = grep { $_->{task} eq $id && $_->{state} eq 'failed' } hook_events();
+    my ($ev) = grep { ($_->{task} // '') eq $id && $_->{state} eq 'failed' } hook_events();
     json_contains $ev, { event => 'task.failed', sync => { state => 'failed' } }, 'webhook task.failed';
     ok scalar(grep { $t->error_log($_) =~ /umlo: task sync \S+ failed/ } qw(main second)),
         'the failure is logged by the instance that ran it';
