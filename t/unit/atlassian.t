@@ -478,6 +478,28 @@ subtest 'pacing by X-RateLimit-*: a small budget, no 429s' => sub {
     cmp_ok($r->{http_429}, '<=', 1, "429s: $r->{http_429}");
 };
 
+subtest 'a refilling budget: the next token, not the reset' => sub {
+    sim_reset();
+    sim_ok('POST', 'config', { rateLimit => 1200 });
+    # another client of the org spends the whole budget
+    my $r = drive($SIM, n => 1200, path => $DIRS, conc => 16);
+    clean($r, 'drain') or return;
+    is($r->{http_429}, 0, 'draining 1200 of 1200: no 429');
+
+    # nearly empty, refilling at 20/s, full again (the reset) in a minute:
+    # 80 requests take about 4 s at the refill rate
+    $r = drive($SIM, n => 80, path => $DIRS, conc => 8);
+    clean($r, 'paced') or return;
+    is($r->{ok}, 80, 'all succeed') or diag(show($r));
+    cmp_ok($r->{http_429}, '<=', 1, "429s: $r->{http_429}");
+    cmp_ok($r->{elapsed_ms}, '>=', 2500,
+           "at the refill rate ($r->{elapsed_ms} ms)");
+    cmp_ok($r->{elapsed_ms}, '<=', 8000 * $FACTOR,
+           'no wait for the reset a minute away');
+    my $st = sim_ok('GET', 'stats');
+    cmp_ok($st->{sent429}, '<=', 1, 'the simulator agrees');
+};
+
 subtest 'minute-precision reset format from the simulator' => sub {
     sim_reset();
     sim_ok('POST', 'config', { rateLimit => 6000, resetFormat => 'minute' });
