@@ -363,7 +363,7 @@ failed:
 int
 ngx_umlo_api_run(ngx_umlo_api_t *api)
 {
-    int       n;
+    int       n, more;
     int64_t   now, wake, next_tick, timeout;
     unsigned  i, queued;
 
@@ -412,6 +412,7 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
 
         wake = now + NGX_UMLO_API_POLL_MS;
         ngx_umlo_api_dispatch(api, now, &wake);
+        more = 0;
 
         if (api->stopped) {
             break;
@@ -426,7 +427,7 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
                 break;
             }
 
-            api->conf.idle(api->conf.tick_data);
+            more = api->conf.idle(api->conf.tick_data);
 
             if (api->stopped) {
                 break;
@@ -455,7 +456,7 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
         }
 
         timeout = wake - now;
-        if (timeout < 0) {
+        if (timeout < 0 || more) {
             timeout = 0;
         }
 
@@ -472,6 +473,41 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
     api->running = 0;
 
     return api->stopped ? -1 : 0;
+}
+
+
+void
+ngx_umlo_api_hurry(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_api_req_t    *prev, *r;
+    ngx_umlo_api_class_t  *cls;
+
+    if (req == NULL || req->easy != NULL || req->klass < 0
+        || req->klass >= NGX_UMLO_API_NCLASSES)
+    {
+        return;
+    }
+
+    cls = &api->cls[req->klass];
+    prev = NULL;
+
+    for (r = cls->head; r != NULL && r != req; r = r->next) {
+        prev = r;
+    }
+
+    if (r == NULL || prev == NULL) {
+        /* not queued, or first already */
+        return;
+    }
+
+    prev->next = req->next;
+
+    if (cls->tail == req) {
+        cls->tail = prev;
+    }
+
+    req->next = cls->head;
+    cls->head = req;
 }
 
 

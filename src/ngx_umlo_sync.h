@@ -58,6 +58,8 @@ struct ngx_umlo_job_s {
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
+    unsigned                 lists_active;    /* workspaces, groups and
+                                                 total requests walking */
     unsigned                 prereq_done:1;
     unsigned                 staged:1;
     unsigned                 cancel_seen:1;
