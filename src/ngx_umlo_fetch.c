@@ -38,6 +38,9 @@
  */
 #define NGX_UMLO_UNSTAGE_MS     20
 
+/* staged pages read back per Redis round trip */
+#define NGX_UMLO_UNSTAGE_BATCH  8
+
 /* 10 million users at 100 a page: a chain longer than this never ends */
 #define NGX_UMLO_MAX_PAGES      100000
 
@@ -593,6 +596,8 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
     job->grant_queue = NULL;
     json_decref(job->pending);
     job->pending = NULL;
+    json_decref(job->unstaged);
+    job->unstaged = NULL;
 
     json_object_set_new(job->doc, "state", json_string(state));
     json_object_set_new(job->doc, "phase", json_null());
@@ -1407,36 +1412,72 @@ ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data)
 }
 
 
-/* converts staged pages until none is left or "until" (ms, 0: never) */
+/*
+ * Converts staged pages until none is left or "until" (ms, 0: never).
+ * They are read back a batch at a time: a round trip per page (and the
+ * flush of the writes before it) would cost more than the conversion on
+ * a busy machine.
+ */
 
 static int
 ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
 {
     int          rc;
-    json_t      *data;
+    size_t       i;
+    json_t      *data, *text;
     redisReply  *r;
+
+    if (job->unstaged == NULL) {
+        job->unstaged = json_array();
+        if (job->unstaged == NULL) {
+            ngx_umlo_fetch_fail(job, "write", "out of memory");
+            return -1;
+        }
+    }
 
     for ( ;; ) {
         if (until != 0 && ngx_umlo_fetch_now() >= until) {
             return 0;
         }
 
-        r = ngx_umlo_store_command(&job->store,
-                                   "LPOP " NGX_UMLO_KEY_GEN_STAGE,
-                                   job->org, job->gen);
-        if (r == NULL) {
-            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
-            return -1;
-        }
+        if (json_array_size(job->unstaged) == 0) {
+            r = ngx_umlo_store_command(&job->store,
+                                       "LPOP " NGX_UMLO_KEY_GEN_STAGE " %d",
+                                       job->org, job->gen,
+                                       NGX_UMLO_UNSTAGE_BATCH);
+            if (r == NULL) {
+                ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+                return -1;
+            }
 
-        if (r->type != REDIS_REPLY_STRING) {
+            if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+                freeReplyObject(r);
+                job->staged = 0;
+                return 0;
+            }
+
+            for (i = 0; i < r->elements; i++) {
+                if (r->element[i]->type != REDIS_REPLY_STRING
+                    || json_array_append_new(job->unstaged,
+                                             json_stringn_nocheck(
+                                                 r->element[i]->str,
+                                                 r->element[i]->len))
+                       != 0)
+                {
+                    freeReplyObject(r);
+                    ngx_umlo_fetch_fail(job, "redis", "a staged users page "
+                                        "could not be read back");
+                    return -1;
+                }
+            }
+
             freeReplyObject(r);
-            job->staged = 0;
-            return 0;
         }
 
-        data = json_loadb(r->str, r->len, 0, NULL);
-        freeReplyObject(r);
+        text = json_array_get(job->unstaged, 0);
+        data = json_loadb(json_string_value(text), json_string_length(text),
+                          0, NULL);
+        json_array_remove(job->unstaged, 0);
 
         if (data == NULL) {
             ngx_umlo_fetch_fail(job, "redis", "a staged users page could "

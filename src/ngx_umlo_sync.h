@@ -55,6 +55,8 @@ struct ngx_umlo_job_s {
                                                  grant chains: users wait */
     json_t                  *grant_queue;     /* [group id, directory] */
     json_t                  *pending;         /* users pages to store */
+    json_t                  *unstaged;        /* staged pages read back,
+                                                 not yet converted */
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
