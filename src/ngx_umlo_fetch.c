@@ -33,10 +33,11 @@
 #define NGX_UMLO_MAX_RESPONSE   (64 * 1024 * 1024)
 
 /*
- * Staged pages converted per idle pass, at most this long, before the
- * client looks at the network again: the chains keep walking meanwhile.
+ * Staged users converted per idle pass, at most this long, before the
+ * client looks at the network again: the chains keep walking meanwhile,
+ * and a page that arrives waits at most this long to be looked at.
  */
-#define NGX_UMLO_UNSTAGE_MS     20
+#define NGX_UMLO_UNSTAGE_MS     5
 
 /* staged pages read back per Redis round trip */
 #define NGX_UMLO_UNSTAGE_BATCH  8
@@ -119,6 +120,7 @@ static void ngx_umlo_fetch_users(ngx_umlo_api_t *api,
 static void ngx_umlo_fetch_accounts(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static int ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data);
+static int ngx_umlo_fetch_write_user(ngx_umlo_job_t *job, json_t *item);
 static int ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until);
 static int ngx_umlo_fetch_write_hash(ngx_umlo_job_t *job, const char *fmt,
     json_t *docs);
@@ -598,6 +600,8 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
     job->pending = NULL;
     json_decref(job->unstaged);
     job->unstaged = NULL;
+    json_decref(job->unstaging);
+    job->unstaging = NULL;
 
     json_object_set_new(job->doc, "state", json_string(state));
     json_object_set_new(job->doc, "phase", json_null());
@@ -1374,57 +1378,69 @@ ngx_umlo_fetch_accounts(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 static int
 ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data)
 {
-    int          rc;
-    char        *text;
-    size_t       i;
-    json_t      *item, *user;
-    const char  *id;
+    size_t   i;
+    json_t  *item;
 
     json_array_foreach(data, i, item) {
-        user = ngx_umlo_model_user(&job->model, item);
-        if (user == NULL) {
-            ngx_umlo_fetch_fail(job, "users", "malformed answer from "
-                                "users/search: a user has no \"accountId\"");
+        if (ngx_umlo_fetch_write_user(job, item) != 0) {
             return -1;
         }
-
-        id = json_string_value(json_object_get(user, "id"));
-        text = json_dumps(user, JSON_COMPACT);
-
-        rc = text ? ngx_umlo_store_append(&job->store,
-                                          "HSET " NGX_UMLO_KEY_GEN_USERS
-                                          " %s %s", job->org, job->gen, id,
-                                          text)
-                  : -1;
-        free(text);
-        json_decref(user);
-
-        if (rc != 0) {
-            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error[0]
-                                ? job->store.error : "out of memory");
-            return -1;
-        }
-
-        job->users_done++;
     }
 
     return 0;
 }
 
 
+static int
+ngx_umlo_fetch_write_user(ngx_umlo_job_t *job, json_t *item)
+{
+    int          rc;
+    char        *text;
+    json_t      *user;
+    const char  *id;
+
+    user = ngx_umlo_model_user(&job->model, item);
+    if (user == NULL) {
+        ngx_umlo_fetch_fail(job, "users", "malformed answer from "
+                            "users/search: a user has no \"accountId\"");
+        return -1;
+    }
+
+    id = json_string_value(json_object_get(user, "id"));
+    text = json_dumps(user, JSON_COMPACT);
+
+    rc = text ? ngx_umlo_store_append(&job->store,
+                                      "HSET " NGX_UMLO_KEY_GEN_USERS
+                                      " %s %s", job->org, job->gen, id, text)
+              : -1;
+    free(text);
+    json_decref(user);
+
+    if (rc != 0) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error[0]
+                            ? job->store.error : "out of memory");
+        return -1;
+    }
+
+    job->users_done++;
+
+    return 0;
+}
+
+
 /*
- * Converts staged pages until none is left or "until" (ms, 0: never).
- * They are read back a batch at a time: a round trip per page (and the
+ * Converts staged users until none is left or "until" (ms, 0: never).
+ * Pages are read back a batch at a time: a round trip per page (and the
  * flush of the writes before it) would cost more than the conversion on
- * a busy machine.
+ * a busy machine.  The time is checked per user: a page takes tens of
+ * milliseconds.
  */
 
 static int
 ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
 {
-    int          rc;
-    size_t       i;
-    json_t      *data, *text;
+    size_t       i, n;
+    json_t      *text;
     redisReply  *r;
 
     if (job->unstaged == NULL) {
@@ -1436,8 +1452,26 @@ ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
     }
 
     for ( ;; ) {
-        if (until != 0 && ngx_umlo_fetch_now() >= until) {
-            return 0;
+
+        if (job->unstaging != NULL) {
+            n = json_array_size(job->unstaging);
+
+            while (job->unstage_next < n) {
+                if (until != 0 && ngx_umlo_fetch_now() >= until) {
+                    return 0;
+                }
+
+                if (ngx_umlo_fetch_write_user(job,
+                                              json_array_get(job->unstaging,
+                                                          job->unstage_next++))
+                    != 0)
+                {
+                    return -1;
+                }
+            }
+
+            json_decref(job->unstaging);
+            job->unstaging = NULL;
         }
 
         if (json_array_size(job->unstaged) == 0) {
@@ -1475,20 +1509,14 @@ ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
         }
 
         text = json_array_get(job->unstaged, 0);
-        data = json_loadb(json_string_value(text), json_string_length(text),
-                          0, NULL);
+        job->unstaging = json_loadb(json_string_value(text),
+                                    json_string_length(text), 0, NULL);
+        job->unstage_next = 0;
         json_array_remove(job->unstaged, 0);
 
-        if (data == NULL) {
+        if (!json_is_array(job->unstaging)) {
             ngx_umlo_fetch_fail(job, "redis", "a staged users page could "
                                 "not be read back");
-            return -1;
-        }
-
-        rc = ngx_umlo_fetch_write_users(job, data);
-        json_decref(data);
-
-        if (rc != 0) {
             return -1;
         }
     }

@@ -57,6 +57,8 @@ struct ngx_umlo_job_s {
     json_t                  *pending;         /* users pages to store */
     json_t                  *unstaged;        /* staged pages read back,
                                                  not yet converted */
+    json_t                  *unstaging;       /* the page being converted */
+    size_t                   unstage_next;    /* its next user */
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
