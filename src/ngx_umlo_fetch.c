@@ -7,11 +7,11 @@
  * nginx memory, events or logs: results go into the job.
  *
  * The user listing is split into independent cursor chains (account
- * status x claim status, managed accounts also by two-step verification)
- * walked side by side.  Users refer to groups, and
- * product access comes from what the groups grant; pages that arrive
- * before every group's grants are known are parked in Redis ("stage") and
- * turned into users once they are.
+ * status x claim status, active managed accounts also by two-step
+ * verification) walked side by side.  Users refer to groups, and product
+ * access comes from what the groups grant; pages that arrive before every
+ * group's grants are known are parked in Redis ("stage") and turned into
+ * users once they are.
  */
 
 
@@ -1440,7 +1440,7 @@ static int
 ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
 {
     size_t       i, n;
-    json_t      *text;
+    json_t      *text, *item;
     redisReply  *r;
 
     if (job->unstaged == NULL) {
@@ -1461,11 +1461,9 @@ ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
                     return 0;
                 }
 
-                if (ngx_umlo_fetch_write_user(job,
-                                              json_array_get(job->unstaging,
-                                                          job->unstage_next++))
-                    != 0)
-                {
+                item = json_array_get(job->unstaging, job->unstage_next++);
+
+                if (ngx_umlo_fetch_write_user(job, item) != 0) {
                     return -1;
                 }
             }
