@@ -12,6 +12,7 @@ use utf8;
 #     waiting for the bucket to be full again.
 
 use Test::More;
+use JSON::PP ();
 use POSIX qw(ceil);
 use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for);
@@ -54,9 +55,24 @@ sub partitions {
 }
 
 subtest 'partitions: every user read exactly once' => sub {
+    # active managed users such that each mfaEnabled half ends one user
+    # into a page: seven chains then need one page more than six would,
+    # so the call count shows the split
+    my $parts = partitions(v2_users(truth($t)));
+    my @add;
+    for my $mfa (0, 1) {
+        my $n = $parts->{ $mfa ? 'active/managed/mfa' : 'active/managed/no-mfa' } // 0;
+        push @add, map { +{ name => "Split Test $mfa-$_",
+                           mfaEnabled => $mfa ? JSON::PP::true : JSON::PP::false } }
+                   1 .. (101 - $n % 100) % 100;
+    }
+    sim_ok('POST', 'users', { users => \@add }) if @add;
+
     my $truth = truth($t);
     my @v2 = v2_users($truth);
-    my $parts = partitions(@v2);
+    $parts = partitions(@v2);
+    my $six = ceil((($parts->{'active/managed/mfa'} // 0)
+                    + ($parts->{'active/managed/no-mfa'} // 0)) / 100);
     my @names = qw(active/managed/mfa active/managed/no-mfa active/unmanaged
                    inactive/managed inactive/unmanaged closed/managed
                    closed/unmanaged);
@@ -79,6 +95,10 @@ subtest 'partitions: every user read exactly once' => sub {
     is $st->{sync}{counts}{users}, scalar(@v2), 'counts.users';
     is search_calls(sim_ok('GET', 'stats')), $pages,
         "users/search calls: the seven partitions' pages ($pages)";
+    my $pages6 = $pages - ceil(($parts->{'active/managed/mfa'} // 0) / 100)
+                 - ceil(($parts->{'active/managed/no-mfa'} // 0) / 100) + $six;
+    cmp_ok $pages6, '<', $pages,
+        "six partitions would have made $pages6: the active managed users were split";
 };
 
 subtest 'a rate limit below the sync: spent at the refill rate, no 429' => sub {
