@@ -58,6 +58,7 @@ typedef struct {
     unsigned               known:1;      /* headers seen: pace by them */
     unsigned               probe:1;      /* after the wait, send only one */
     unsigned               windowed:1;   /* the budget resets, no refill */
+    unsigned               suspect:1;    /* a 429 despite the estimate */
     long                   limit;        /* per minute, 0: unknown */
     long                   remaining;    /* what we may still send */
     long                   heard_left;   /* last X-RateLimit-Remaining */
@@ -69,6 +70,7 @@ typedef struct {
     int64_t                wait_start;   /* for the stats */
     uint64_t               seq;          /* requests sent */
     uint64_t               applied;      /* seq whose headers we hold */
+    uint64_t               suspect_seq;  /* requests sent by that 429 */
 } ngx_umlo_api_class_t;
 
 
@@ -729,15 +731,18 @@ ngx_umlo_api_enqueue(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
  * full concurrency and then, out of budget, waits for the next token only,
  * running at the refill rate without ever reaching the server's zero.
  *
- * A server whose budget comes back all at once at X-RateLimit-Reset
- * (fixed windows) answers the first request sent on an estimated token
- * with a 429, and so may another client of the org spending the same
- * budget.  Either way the class then waits for the reset and turns
- * "windowed": at zero it waits for the reset, and once more is queued than
- * the budget, requests are spaced by the time to the reset divided by what
- * remains (never wider than minute / limit), so the budget is spread up to
- * the reset.  A Remaining that grows before the reset shows refills after
- * all, and the class paces by tokens again.
+ * A 429 despite the estimate may come from another client of the org
+ * spending the same budget: the class waits for a token (or Retry-After)
+ * and goes on.  A second 429, on a request sent after the first came
+ * back, shows a server whose budget comes back all at once at
+ * X-RateLimit-Reset (fixed windows): the class waits for the reset and
+ * turns "windowed".  Then at zero it waits for the reset, and once more
+ * is queued than the budget, requests are spaced by the time to the reset
+ * divided by what remains (never wider than minute / limit), so the
+ * budget is spread up to the reset.  A Remaining that grows before the
+ * reset shows refills after all, and the class paces by tokens again.
+ * A 429 before any estimate (the first headers come with it) waits for
+ * Retry-After or the reset.
  */
 
 static long
@@ -1186,7 +1191,7 @@ static void
 ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
     CURLcode rc)
 {
-    int                    retry;
+    int                    retry, refill;
     long                   status;
     char                  *p, *last;
     CURL                  *easy;
@@ -1217,8 +1222,16 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
     now = ngx_umlo_api_mono();
     wall = ngx_umlo_api_wall();
 
+    /* pacing by an estimate before this answer */
+    refill = cls->known && !cls->windowed && cls->limit > 0;
+
     if (status > 0) {
         ngx_umlo_api_rate_update(cls, req, easy, now);
+    }
+
+    if (status >= 200 && status < 300 && req->seq > cls->suspect_seq) {
+        /* the estimate holds again */
+        cls->suspect = 0;
     }
 
     retry = 0;
@@ -1239,12 +1252,18 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
         api->stats.http_429++;
         retry = 1;
 
-        if (cls->known && cls->limit > 0) {
-            /*
-             * a 429 despite the estimate: the budget does not refill (or
-             * another client of the org spends it); wait for the reset
-             */
-            cls->windowed = 1;
+        if (refill) {
+            if (!cls->suspect) {
+                /* once: another client of the org may spend the budget */
+                cls->suspect = 1;
+                cls->suspect_seq = cls->seq;
+
+            } else if (req->seq > cls->suspect_seq) {
+                /* again, on a request sent after: it does not refill */
+                cls->windowed = 1;
+                cls->suspect = 0;
+                refill = 0;
+            }
         }
 
         if (ngx_umlo_api_header(easy, "Retry-After", &v) == 0
@@ -1252,6 +1271,10 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
                == 0)
         {
             /* the server said when */
+
+        } else if (refill) {
+            /* the next token */
+            delay = (NGX_UMLO_API_WINDOW + cls->limit - 1) / cls->limit;
 
         } else if (ngx_umlo_api_header(easy, "X-RateLimit-Reset", &v) == 0
                    && ngx_umlo_api_parse_time(v, strlen(v), wall, &t) == 0
