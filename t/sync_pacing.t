@@ -62,7 +62,7 @@ subtest 'partitions: every user read exactly once' => sub {
     my @add;
     for my $mfa (0, 1) {
         my $n = $parts->{ $mfa ? 'active/managed/mfa' : 'active/managed/no-mfa' } // 0;
-        push @add, map { +{ name => "Split Test $mfa-$_",
+        push @add, map { +{ name => "Split Test $mfa-$_", accountType => 'atlassian',
                            mfaEnabled => $mfa ? JSON::PP::true : JSON::PP::false } }
                    1 .. (101 - $n % 100) % 100;
     }
