@@ -6,6 +6,8 @@
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
 #   make test-asan  the suite against that build
+#   make bench      every benchmark, on a quiet machine; writes docs/benchmarks*.md
+#   make bench-smoke  every benchmark tool on a tiny org, in seconds (no figures)
 
 NGX_SRC   ?= /usr/share/nginx/src
 BUILD     := build
@@ -15,14 +17,15 @@ ASAN_SO   := $(BUILD)/asan/ngx_umlo_module.so
 SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
-             libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl
+             libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
+             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl \
+             python3-prometheus-client
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps test test-asan demo asan bench clean
+.PHONY: all deps check-deps test test-asan demo asan bench bench-smoke clean
 
 all: $(MODULE)
 
@@ -31,9 +34,10 @@ all: $(MODULE)
 check-deps:
 	@missing=; \
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx /usr/bin/curl-config \
-	         /usr/include/jansson.h \
+	         /usr/include/jansson.h /usr/include/openssl/hmac.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
-	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
+	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
+	         /usr/lib/python3/dist-packages/prometheus_client; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
 	perl -MYAML::XS -e1 2>/dev/null || missing="$$missing YAML::XS"; \
@@ -94,9 +98,24 @@ test-asan: check-deps $(ASAN_SO)
 demo: $(MODULE)
 	@bash demo/run
 
+# The full set takes about 1.5 hours; each tool writes its docs/ file only
+# when it ran its full default set (BENCH_ARGS=--quick: a shorter check
+# that writes nothing).
 bench: check-deps $(MODULE)
 	python3 bench/sync_bench.py $(BENCH_ARGS)
+	python3 bench/sync_bench.py --scaling $(BENCH_ARGS)
 	python3 bench/users_bench.py $(BENCH_ARGS)
+	python3 bench/status_bench.py $(BENCH_ARGS)
+
+# Seconds per tool, tiny orgs: checks that the tools still work, asserts no
+# figure.  BENCH_SMOKE_OUT=DIR: also write the results files there.
+bench-smoke: check-deps $(MODULE)
+	python3 bench/sync_bench.py --smoke $(call smoke_out,benchmarks.md)
+	python3 bench/sync_bench.py --smoke --scaling $(call smoke_out,benchmarks-scaling.md)
+	python3 bench/users_bench.py --smoke $(call smoke_out,benchmarks-users.md)
+	python3 bench/status_bench.py --smoke $(call smoke_out,benchmarks-status.md)
+
+smoke_out = $(if $(BENCH_SMOKE_OUT),--write $(BENCH_SMOKE_OUT)/$(1))
 
 clean:
 	rm -rf $(BUILD)

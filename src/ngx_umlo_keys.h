@@ -33,6 +33,19 @@
 /* list: JSON summaries of finished syncs, newest first */
 #define NGX_UMLO_KEY_HISTORY     "umlo:{%s}:history"
 
+/*
+ * hash: counters of finished syncs and webhook deliveries, the same for
+ * every instance (the metrics location reads it); fields are described
+ * in ngx_umlo_store_stats()
+ */
+#define NGX_UMLO_KEY_STATS       "umlo:{%s}:stats"
+
+/* list: JSON outcomes of webhook deliveries, newest first, trimmed */
+#define NGX_UMLO_KEY_DELIVERIES  "umlo:{%s}:deliveries"
+
+/* string: the day (UTC, YYYY-MM-DD) whose key.expiring webhook is sent */
+#define NGX_UMLO_KEY_KEYWARN     "umlo:{%s}:keywarn:%s"
+
 /* counter: source of generation numbers */
 #define NGX_UMLO_KEY_GENSEQ      "umlo:{%s}:genseq"
 
@@ -58,6 +71,24 @@
 
 /* list: users pages that arrived before the groups they refer to */
 #define NGX_UMLO_KEY_GEN_STAGE   "umlo:{%s}:g:%lld:stage"
+
+/* string: a bulk job's document (plan, progress, per-user results) */
+#define NGX_UMLO_KEY_BULK_JOB    "umlo:{%s}:bulk:job:%s"
+
+/* string: a dry run's plan, kept for its token's lifetime */
+#define NGX_UMLO_KEY_BULK_TOKEN  "umlo:{%s}:bulk:token:%s"
+
+/* list: audit entries of bulk jobs, newest first */
+#define NGX_UMLO_KEY_BULK_AUDIT  "umlo:{%s}:bulk:audit"
+
+/* hash: task id -> task document (saved filter, action, schedule) */
+#define NGX_UMLO_KEY_TASKS       "umlo:{%s}:tasks"
+
+/* zset: task ids scored by their next run (ms), pushed on when claimed */
+#define NGX_UMLO_KEY_TASKS_DUE   "umlo:{%s}:tasks:due"
+
+/* hash: a task's users in their notice period: account id -> first match */
+#define NGX_UMLO_KEY_TASK_NOTICE "umlo:{%s}:tasks:notice:%s"
 
 
 #endif /* _NGX_UMLO_KEYS_H_INCLUDED_ */
