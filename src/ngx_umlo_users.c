@@ -3,7 +3,7 @@
  *
  * umlo_users: the user browser (list, facets, one user, CSV export) and
  * umlo_dashboard: the snapshot's metrics.  Both answer from the worker's
- * in-memory snapshot (ngx_umlo_cache.c); queries are in ngx_umlo_query.c.
+ * in-memory snapshot (ngx_umlo_cache.c); queries are in ngx_umlo_query*.c.
  */
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/perl
-# Unit test of the user browser's query engine, src/ngx_umlo_query.c.
+# Unit test of the user browser's query engine, src/ngx_umlo_query*.c.
 #
 # Builds t/unit/query_test.c with the engine and the real snapshot
 # (src/ngx_umlo_snapshot.c) under ASan and UBSan and runs its checks: a
@@ -43,7 +43,7 @@ sub build {
     my $log = $t->path("$name.log");
     my @cc = ($ENV{CC} // 'cc', qw(-std=gnu99 -Wall -Wextra -Werror), @opts,
         "-I$ROOT/src", '-o', $bin, "$ROOT/t/unit/query_test.c",
-        "$ROOT/src/ngx_umlo_query.c", "$ROOT/src/ngx_umlo_snapshot.c",
+        glob("$ROOT/src/ngx_umlo_query*.c"), "$ROOT/src/ngx_umlo_snapshot.c",
         qw(-lhiredis -ljansson));
     my $rc = system(join(' ', map { quotemeta } @cc) . ' >' . quotemeta($log)
                     . ' 2>&1');

@@ -1,5 +1,5 @@
 /*
- * Test driver for src/ngx_umlo_query.c, run by t/unit/query.t.
+ * Test driver for src/ngx_umlo_query*.c, run by t/unit/query.t.
  *
  *   query_test check
  *       builds a snapshot from fixture documents made here and checks the
