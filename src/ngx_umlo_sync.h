@@ -56,9 +56,15 @@ struct ngx_umlo_job_s {
                                                  grant chains: users wait */
     json_t                  *grant_queue;     /* [group id, directory] */
     json_t                  *pending;         /* users pages to store */
+    json_t                  *unstaged;        /* staged pages read back,
+                                                 not yet converted */
+    json_t                  *unstaging;       /* the page being converted */
+    size_t                   unstage_next;    /* its next user */
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
+    unsigned                 lists_active;    /* workspaces, groups and
+                                                 total requests walking */
     unsigned                 prereq_done:1;
     unsigned                 staged:1;
     unsigned                 cancel_seen:1;
