@@ -10,6 +10,7 @@
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
+#include "ngx_umlo_results.h"
 #include "ngx_umlo_store.h"
 #include "ngx_umlo_webhook.h"
 #include "ngx_umlo_keyexp.h"
@@ -163,6 +164,13 @@ static ngx_command_t  ngx_umlo_commands[] = {
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
+
+    { ngx_string("umlo_users_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, users_cache),
+      NULL },
 
     { ngx_string("umlo_bulk_max_users"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
@@ -397,6 +405,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->users_cache = NGX_CONF_UNSET_SIZE;
     umcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     umcf->webhook_retries = NGX_CONF_UNSET_UINT;
     umcf->webhook_backoff = NGX_CONF_UNSET_MSEC;
@@ -429,6 +438,7 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_size_value(umcf->users_cache, 32 * 1024 * 1024);
     ngx_conf_init_msec_value(umcf->webhook_timeout, 5000);
     ngx_conf_init_uint_value(umcf->webhook_retries, 3);
     ngx_conf_init_msec_value(umcf->webhook_backoff, 1000);
@@ -932,6 +942,7 @@ ngx_umlo_exit_process(ngx_cycle_t *cycle)
     ngx_umlo_redis_destroy(umcf->redis);
     umcf->redis = NULL;
 
+    ngx_umlo_results_exit();
     ngx_umlo_cache_exit();
 
     curl_global_cleanup();

@@ -45,6 +45,7 @@ typedef struct {
     ngx_msec_t            sync_grace;        /* umlo_sync_grace */
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
+    size_t                users_cache;       /* umlo_users_cache */
 
     ngx_array_t          *webhooks;          /* umlo_webhook: of
                                                 ngx_umlo_webhook_t */
