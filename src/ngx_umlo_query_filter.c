@@ -27,6 +27,7 @@ const int  ngx_umlo_query_fields[3] = {
 static int ngx_umlo_query_match(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u, int64_t *date);
 static uint8_t *ngx_umlo_query_search(ngx_umlo_query_t *q);
+static int ngx_umlo_query_everyone(ngx_umlo_query_t *q);
 
 
 void
@@ -121,6 +122,25 @@ ngx_umlo_query_filter(ngx_umlo_query_t *q, ngx_umlo_query_rows_t *out)
 
         out->n = k;
         free(pairs);
+
+        return 0;
+    }
+
+    if (found == NULL && ngx_umlo_query_everyone(q)) {
+
+        /* nothing to filter: the rows are the sort order itself */
+        order = snap->order[ngx_umlo_query_sort_order[q->sort]];
+
+        if (!q->desc) {
+            memcpy(out->rows, order, n * sizeof(uint32_t));
+
+        } else {
+            for (i = 0; i < n; i++) {
+                out->rows[i] = order[n - 1 - i];
+            }
+        }
+
+        out->n = n;
 
         return 0;
     }
@@ -318,6 +338,26 @@ ngx_umlo_query_eval(ngx_umlo_query_t *q, ngx_umlo_snap_user_t *u,
     if (q->ctx == NGX_UMLO_CTX_ORG) {
         in->last = u->last_active;
     }
+}
+
+
+/*
+ * 1 when no filter can drop a user: every user matches (see
+ * ngx_umlo_query_match()) and no row needs its date, so the filter pass
+ * can be skipped.  The search is checked by the caller.
+ */
+
+static int
+ngx_umlo_query_everyone(ngx_umlo_query_t *q)
+{
+    return q->ctx == NGX_UMLO_CTX_ORG
+           && !q->need_access
+           && !q->has_inactive
+           && !q->has_after
+           && !q->has_before
+           && q->groups == NULL
+           && q->never == -1
+           && (q->fmask[0] | q->fmask[1] | q->fmask[2]) == 0;
 }
 
 
