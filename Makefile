@@ -31,7 +31,8 @@ all: $(MODULE)
 check-deps:
 	@missing=; \
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
-	         /usr/include/curl/curl.h /usr/include/jansson.h \
+	         /usr/include/$$(gcc -print-multiarch)/curl/curl.h \
+	         /usr/include/jansson.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \

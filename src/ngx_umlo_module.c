@@ -28,6 +28,8 @@ static char *ngx_umlo_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_umlo_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
@@ -146,6 +148,20 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_sync_body_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, sync_body_max),
+      NULL },
+
+    { ngx_string("umlo_admin_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_admin_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("umlo_sync"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
@@ -238,6 +254,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->sync_body_max = NGX_CONF_UNSET_SIZE;
 
     return umcf;
 }
@@ -257,6 +274,7 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_size_value(umcf->sync_body_max, 64 * 1024);
 
     if (umcf->sync_lease < 3000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -526,6 +544,31 @@ ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_umlo_read_secret(cf, &umcf->api_key_file, &umcf->api_key,
                              "umlo_api_key_file")
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t  *value;
+
+    if (umcf->admin_token_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    umcf->admin_token_file = value[1];
+
+    if (ngx_umlo_read_secret(cf, &umcf->admin_token_file, &umcf->admin_token,
+                             "umlo_admin_token_file")
         != NGX_OK)
     {
         return NGX_CONF_ERROR;

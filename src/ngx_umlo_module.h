@@ -45,6 +45,9 @@ typedef struct {
     ngx_msec_t            sync_grace;        /* umlo_sync_grace */
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
+    size_t                sync_body_max;     /* umlo_sync_body_max */
+    ngx_str_t             admin_token_file;  /* umlo_admin_token_file */
+    ngx_str_t             admin_token;       /* file contents: never logged */
 
     ngx_flag_t            used;              /* a umlo_* handler exists */
 

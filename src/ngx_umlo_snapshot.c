@@ -874,7 +874,7 @@ ngx_umlo_snap_time(const char *s, size_t len, int64_t *ms)
                 p++;
             }
 
-            if (ngx_umlo_snap_num(&p, end, 2, &om)) {
+            if (ngx_umlo_snap_num(&p, end, 2, &om) || oh > 23 || om > 59) {
                 return -1;
             }
         }

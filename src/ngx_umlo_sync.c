@@ -10,6 +10,7 @@
 
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_handler.h"
+#include "ngx_umlo_guard.h"
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_redis.h"
 
@@ -70,16 +71,7 @@ ngx_umlo_sync_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
 
-    if (r->method == NGX_HTTP_DELETE) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_umlo_sync_cancel(r);
-    }
-
-    if (r->method != NGX_HTTP_POST) {
+    if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_DELETE) {
         /* a refused body must not be read as the next request */
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
@@ -87,6 +79,19 @@ ngx_umlo_sync_handler(ngx_http_request_t *r)
         }
 
         return ngx_umlo_send_not_allowed(r, "POST, DELETE");
+    }
+
+    if (ngx_umlo_guard_request(r, &rc) != NGX_OK) {
+        return rc;
+    }
+
+    if (r->method == NGX_HTTP_DELETE) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_umlo_sync_cancel(r);
     }
 
     r->request_body_in_single_buf = 1;
@@ -172,27 +177,19 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
     u_char                *p;
     size_t                 i, len, n;
     json_t                *body, *value, *users;
-    ngx_buf_t             *b;
+    ngx_str_t              text;
     const char            *key, *id;
     json_error_t           err;
     ngx_umlo_main_conf_t  *umcf;
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
+    if (ngx_umlo_guard_body(r, &text, rc) != NGX_OK) {
+        return NGX_ERROR;
     }
 
-    if (r->request_body->temp_file) {
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                 "body_too_large",
-                                 "the request body is larger than "
-                                 "client_body_buffer_size");
-    }
-
-    b = r->request_body->bufs->buf;
-    p = b->pos;
-    len = b->last - b->pos;
+    p = text.data;
+    len = text.len;
 
     while (len && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
         p++;
