@@ -186,7 +186,8 @@ subtest 'bodies: malformed, nested, not UTF-8, NUL, huge numbers' => sub {
         [ 'huge integer',                 '{"users":[' . ('9' x 3000) . ']}', qr/^invalid_(?:json|users)$/, qr/./ ],
         [ 'only white space and a brace', "  \r\n\t{", 'invalid_json', qr/not valid/ ],
         [ 'null',                         'null', qr/^invalid_(?:json|body)$/, qr/JSON/ ],
-        [ 'a long unknown key',           '{"' . ("\xc3\xa9" x 1000) . '":1}', 'unknown_field', undef ],
+        [ 'a long unknown key, 3-byte characters', '{"' . ("\xe0\xa5\x90" x 300) . '":1}', 'unknown_field', qr/^unknown field "\x{950}+": a sync takes/ ],
+        [ 'a long unknown key',           '{"' . ("\xc3\xa9" x 1000) . '":1}', 'unknown_field', qr/^unknown field "\x{e9}+": a sync takes/ ],
         [ '4,000 account ids',            '{"users":[' . join(',', ('"a"') x 1000) . ']}', 'invalid_users', qr/umlo_sync_selective_max/ ],
     );
     for my $c (@cases) {
