@@ -6,6 +6,7 @@
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
 #   make test-asan  the suite against that build
+#   make fuzz       each libFuzzer harness in fuzz/ for FUZZ_SECONDS (60)
 
 NGX_SRC   ?= /usr/share/nginx/src
 BUILD     := build
@@ -16,13 +17,15 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl gcc make wrk curl
+             libjson-pp-perl gcc make wrk curl clang libclang-rt-dev \
+             valgrind
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps test test-asan demo asan bench clean
+.PHONY: all deps check-deps test test-asan demo asan bench clean fuzz \
+        fuzz-build
 
 all: $(MODULE)
 
@@ -90,6 +93,42 @@ test-asan: check-deps $(ASAN_SO)
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
 	UMLO_TIMEOUT_FACTOR=3 prove -r t
+
+# libFuzzer harnesses: the parsers are plain C over jansson, built here
+# without nginx; sanitizers on, so a bug is a crash with a reproducer.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_TARGETS := query cursor sync_body model headers
+FUZZ_BIN     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
+                -Isrc -Ifuzz
+FUZZ_LIBS    := -ljansson -lhiredis -lcurl -lpthread
+
+fuzz_srcs_query     := src/ngx_umlo_query.c src/ngx_umlo_snapshot.c
+fuzz_srcs_cursor    := $(fuzz_srcs_query)
+fuzz_srcs_sync_body := src/ngx_umlo_syncbody.c
+fuzz_srcs_model     := src/ngx_umlo_model.c $(fuzz_srcs_query)
+fuzz_srcs_headers   := src/ngx_umlo_atlassian.c src/ngx_umlo_snapshot.c
+
+$(FUZZ_BIN)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_snap.h $(SRC_FILES)
+	@mkdir -p $(FUZZ_BIN)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(fuzz_srcs_$*) $(FUZZ_LIBS)
+
+fuzz-build: $(addprefix $(FUZZ_BIN)/fuzz_,$(FUZZ_TARGETS))
+
+# The working corpus grows in build/fuzz/corpus; fuzz/corpus holds seeds.
+fuzz: fuzz-build
+	@for f in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BIN)/corpus/$$f fuzz/corpus/$$f; \
+	    echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
+	    $(FUZZ_BIN)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
+	        -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	        -artifact_prefix=$(FUZZ_BIN)/crash-$$f- \
+	        $(FUZZ_BIN)/corpus/$$f fuzz/corpus/$$f || exit 1; \
+	done
 
 demo: $(MODULE)
 	@bash demo/run
