@@ -125,7 +125,8 @@ fuzz: fuzz-build
 	    echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
 	    $(FUZZ_BIN)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	        -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
-	        -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	        $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) \
+	            -workers=$(FUZZ_JOBS)) \
 	        -artifact_prefix=$(FUZZ_BIN)/crash-$$f- \
 	        $(FUZZ_BIN)/corpus/$$f fuzz/corpus/$$f || exit 1; \
 	done
