@@ -2,7 +2,8 @@
 #
 #   make            build build/ngx_umlo_module.so
 #   make deps       install the Debian packages needed to build, run, test
-#   make test       build and run the whole suite (prove -r t)
+#   make test       build and run the whole suite (prove -r t), then
+#                   $(ASAN_SUBSET) against the ASan/UBSan build
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
 #   make test-asan  the suite against that build
@@ -82,17 +83,24 @@ $(ASAN_SO): $(BUILD)/asan/nginx/.configured $(SRC_FILES)
 
 asan: $(ASAN_SO)
 
-test: check-deps $(MODULE)
+# The whole suite, then the tests that drive the sync, the user browser
+# and hostile input once more against the sanitized module.
+ASAN_SUBSET ?= t/sync.t t/users.t t/hostile_http.t t/security.t
+
+test: check-deps $(MODULE) $(ASAN_SO)
 	prove -r t
+	$(ASAN_ENV) prove $(ASAN_SUBSET)
 
 # The suite against the sanitized module: an ASan or UBSan report aborts
 # the worker, and every test fails on the "[alert] ... exited on signal".
-test-asan: check-deps $(ASAN_SO)
-	UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
+ASAN_ENV = UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
 	UMLO_NGINX_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
-	UMLO_TIMEOUT_FACTOR=3 prove -r t
+	UMLO_TIMEOUT_FACTOR=3
+
+test-asan: check-deps $(ASAN_SO)
+	$(ASAN_ENV) prove -r t
 
 # libFuzzer harnesses: the parsers are plain C over jansson, built here
 # without nginx; sanitizers on, so a bug is a crash with a reproducer.
