@@ -65,14 +65,14 @@ ngx_umlo_guard_request(ngx_http_request_t *r, ngx_int_t *rc)
     }
 
     if (r->method == NGX_HTTP_POST
-        && r->headers_in.content_length_n > (off_t) umcf->sync_body_max)
+        && r->headers_in.content_length_n > (off_t) umcf->body_max)
     {
         *rc = ngx_umlo_guard_refuse(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                     "body_too_large",
                                     "the body has %O bytes; at most %uz "
-                                    "are accepted (umlo_sync_body_max)",
+                                    "are accepted (umlo_body_max)",
                                     r->headers_in.content_length_n,
-                                    umcf->sync_body_max);
+                                    umcf->body_max);
         return NGX_ERROR;
     }
 
@@ -110,12 +110,12 @@ ngx_umlo_guard_body(ngx_http_request_t *r, ngx_str_t *body, ngx_int_t *rc)
         }
     }
 
-    if (size > (off_t) umcf->sync_body_max) {
+    if (size > (off_t) umcf->body_max) {
         *rc = ngx_umlo_send_error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                   "body_too_large",
                                   "the body has %O bytes; at most %uz are "
-                                  "accepted (umlo_sync_body_max)",
-                                  size, umcf->sync_body_max);
+                                  "accepted (umlo_body_max)",
+                                  size, umcf->body_max);
         return NGX_ERROR;
     }
 

@@ -3,7 +3,7 @@
  *
  * What a state-changing request (umlo_sync) must show before it is
  * served: a JSON content type, the admin token when one is configured,
- * and a body no larger than umlo_sync_body_max.
+ * and a body no larger than umlo_body_max.
  */
 
 #ifndef _NGX_UMLO_GUARD_H_INCLUDED_

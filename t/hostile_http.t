@@ -20,7 +20,7 @@ use Umlo::Users;
 my $t = Umlo::Test->new;
 start_users_stack($t,
     sim => { users => 60, sites => 2, groups => 6, seed => 5 },
-    http => 'umlo_sync_body_max 4k;',
+    http => 'umlo_body_max 4k;',
     locations => join("\n",
         'location = /umlo/sync2 { client_body_buffer_size 1k; umlo_sync; }',
         'location = /plain { return 200 "plain\n"; }'),
@@ -195,7 +195,7 @@ subtest 'bodies: malformed, nested, not UTF-8, NUL, huge numbers' => sub {
         next if length $body > 4096 && $name !~ /nesting \(/;
         my $r = request(POST => '/umlo/sync', headers => $J, body => $body);
         if (length $body > 4096) {
-            refused($name, $r, 413, 'body_too_large', qr/umlo_sync_body_max/);
+            refused($name, $r, 413, 'body_too_large', qr/umlo_body_max/);
         } else {
             refused($name, $r, 400, $code, $msg);
         }
@@ -210,10 +210,10 @@ subtest 'bodies: malformed, nested, not UTF-8, NUL, huge numbers' => sub {
     is status_json($t)->{sync}{id}, $before, 'no sync started';
 };
 
-subtest 'body size: umlo_sync_body_max, checked before reading when announced' => sub {
+subtest 'body size: umlo_body_max, checked before reading when announced' => sub {
     my $before = status_json($t)->{sync}{id};
     my $r = request(POST => '/umlo/sync', headers => $J, body => '{"scope":"full"' . (' ' x 5000) . '}');
-    refused('5,000 bytes with a 4k limit', $r, 413, 'body_too_large', qr/5016 bytes; at most 4096 .*umlo_sync_body_max/);
+    refused('5,000 bytes with a 4k limit', $r, 413, 'body_too_large', qr/5016 bytes; at most 4096 .*umlo_body_max/);
     # announced but never sent: answered at once, without waiting for it
     my $t0 = time;
     $r = raw("POST /umlo/sync HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

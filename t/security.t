@@ -31,6 +31,7 @@ my $debug = `${\ Umlo::Test::nginx_bin()} -V 2>&1` =~ /--with-debug/ ? 'debug' :
 start_users_stack($t,
     sim => { users => 80, sites => 2, groups => 8, seed => 9 },
     http => "umlo_admin_token_file $token_file;",
+    locations => "location /umlo/bulk { umlo_bulk; }\nlocation /umlo/tasks { umlo_tasks; }",
     nginx => { error_log_level => $debug });
 
 # Redis MONITOR for the whole test: every command any client sends
@@ -97,6 +98,28 @@ subtest 'umlo_admin_token_file: POST and DELETE need the token' => sub {
     my @lines = grep { /\Q$token\E/ && !/\[debug\] .*http header: "(?:X-Umlo-Admin-Token: |Authorization: Bearer )/i }
         split /\n/, $t->error_log;
     ok !@lines, 'the token is in no log line of the module' or diag(join "\n", @lines[0 .. 2]);
+};
+
+subtest 'bulk actions and tasks: the same guard' => sub {
+    my @cases = (
+        [ POST => '/umlo/bulk', {} ],
+        [ POST => '/umlo/tasks', {} ],
+        [ POST => '/umlo/tasks/t-0123abcd/run', {} ],
+        [ DELETE => '/umlo/tasks/t-0123abcd', {} ],
+    );
+    for my $c (@cases) {
+        my ($m, $p) = @$c;
+        my $r = req($t, $m => $p, headers => { 'Content-Type' => 'application/json' }, body => '{}');
+        is $r->{status}, 401, "$m $p without the token: 401";
+        $r = req($t, $m => $p, headers => { 'Content-Type' => 'text/plain', 'X-Umlo-Admin-Token' => $token },
+            body => '{}');
+        is $r->{status}, 415, "$m $p as text/plain, with the token: 415";
+        json_contains $r->{json}, { error => { code => 'unsupported_media_type' } }, "$m $p: JSON error";
+    }
+    my $r = req($t, POST => '/umlo/bulk', headers => { 'Content-Type' => 'application/json',
+        'X-Umlo-Admin-Token' => $token, 'Content-Length' => 100000 }, body => '{' . (' ' x 99998) . '}');
+    is $r->{status}, 413, 'a bulk body over umlo_body_max: 413';
+    is req($t, GET => '/umlo/tasks')->{status}, 200, 'reading tasks needs no token';
 };
 
 subtest 'the token file is read like the key: warning when world-readable' => sub {

@@ -307,9 +307,9 @@ subtest 'request bodies: chunked, too large' => sub {
 
     my $r = req($t, POST => '/umlo/sync', body => '{"scope":"full"' . (' ' x 70000) . '}',
         headers => { 'Content-Type' => 'application/json' });
-    is $r->{status}, 413, 'a body larger than umlo_sync_body_max (64k): 413';
+    is $r->{status}, 413, 'a body larger than umlo_body_max (64k): 413';
     json_contains $r->{json}, { error => { status => 413, code => 'body_too_large',
-        message => qr/umlo_sync_body_max/ } }, 'the error names the setting';
+        message => qr/umlo_body_max/ } }, 'the error names the setting';
     is status_json($t)->{sync}{id}, $doc->{id}, 'no sync started';
 };
 
