@@ -11,6 +11,8 @@
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
 #include "ngx_umlo_store.h"
+#include "ngx_umlo_timer.h"
+#include "ngx_umlo_tz.h"
 
 #include <curl/curl.h>
 
@@ -32,6 +34,12 @@ static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret, const char *directive);
+static char *ngx_umlo_activity_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_activity_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_sync_daily(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static ngx_int_t ngx_umlo_init_process(ngx_cycle_t *cycle);
 static void ngx_umlo_exit_process(ngx_cycle_t *cycle);
 
@@ -146,6 +154,34 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_activity_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_activity_refresh,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_activity_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_umlo_activity_rate,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_sync_daily"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_umlo_sync_daily,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_sync_catch_up"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, catch_up),
+      NULL },
+
     { ngx_string("umlo_sync"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
@@ -238,6 +274,11 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->activity_refresh = NGX_CONF_UNSET_MSEC;
+    umcf->activity_rate = NGX_CONF_UNSET_UINT;
+    umcf->activity_burst = NGX_CONF_UNSET_UINT;
+    umcf->daily = NGX_CONF_UNSET;
+    umcf->catch_up = NGX_CONF_UNSET;
 
     return umcf;
 }
@@ -257,6 +298,11 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_msec_value(umcf->activity_refresh, 86400000);
+    ngx_conf_init_uint_value(umcf->activity_rate, 200);
+    ngx_conf_init_uint_value(umcf->activity_burst, 1);
+    ngx_conf_init_value(umcf->daily, -1);
+    ngx_conf_init_value(umcf->catch_up, 1);
 
     if (umcf->sync_lease < 3000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -536,6 +582,135 @@ ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_umlo_activity_refresh(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t   ms;
+
+    if (umcf->activity_refresh != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        umcf->activity_refresh = 0;
+        return NGX_CONF_OK;
+    }
+
+    ms = ngx_parse_time(&value[1], 0);
+
+    /* a refresh walks every user: more often than this only wastes calls */
+    if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid interval \"%V\": expected a time of at "
+                           "least 1s, such as 24h, or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf->activity_refresh = ms;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_activity_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (umcf->activity_rate != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n < 1 || n > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rate \"%V\": expected requests per "
+                           "minute, 1 to 100000", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf->activity_rate = n;
+    umcf->activity_burst = 1;
+
+    if (cf->args->nelts == 3) {
+        n = NGX_ERROR;
+
+        if (ngx_strncmp(value[2].data, "burst=", 6) == 0) {
+            n = ngx_atoi(value[2].data + 6, value[2].len - 6);
+        }
+
+        if (n < 1 || n > (ngx_int_t) umcf->activity_rate) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": expected "
+                               "burst=N, N from 1 to the rate", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        umcf->activity_burst = n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* umlo_sync_daily HH:MM[:SS] [ZONE] */
+
+static char *
+ngx_umlo_sync_daily(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    u_char     *p;
+    ngx_int_t   h, m, sec;
+    ngx_str_t  *value;
+
+    if (umcf->daily != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    p = value[1].data;
+    h = m = sec = -1;
+
+    if (value[1].len == 5 || value[1].len == 8) {
+        h = ngx_atoi(p, 2);
+        m = (p[2] == ':') ? ngx_atoi(p + 3, 2) : -1;
+        sec = 0;
+
+        if (value[1].len == 8) {
+            sec = (p[5] == ':') ? ngx_atoi(p + 6, 2) : -1;
+        }
+    }
+
+    if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time \"%V\": expected HH:MM (24-hour "
+                           "clock), such as 03:30", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf->daily = h * 3600 + m * 60 + sec;
+
+    umcf->daily_tz = ngx_umlo_tz_load(cf, cf->args->nelts == 3 ? &value[2]
+                                                                : NULL);
+    if (umcf->daily_tz == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_umlo_loc_conf_t  *ulcf = conf;
@@ -697,7 +872,7 @@ ngx_umlo_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_umlo_timer_init(cycle, umcf);
 }
 
 

@@ -41,17 +41,10 @@ static const char  ngx_umlo_sync_release_lua[] =
 static void ngx_umlo_sync_body(ngx_http_request_t *r);
 static ngx_int_t ngx_umlo_sync_parse(ngx_http_request_t *r,
     ngx_umlo_job_t *job, ngx_int_t *rc);
-static ngx_umlo_job_t *ngx_umlo_sync_job(ngx_http_request_t *r,
-    ngx_umlo_main_conf_t *umcf);
-static void ngx_umlo_sync_free(ngx_umlo_job_t *job);
 static void ngx_umlo_sync_started(redisReply *reply, void *data);
-static ngx_int_t ngx_umlo_sync_post(ngx_umlo_job_t *job,
-    ngx_umlo_main_conf_t *umcf);
 static void ngx_umlo_sync_thread(void *data, ngx_log_t *log);
 static void ngx_umlo_sync_done(ngx_event_t *ev);
 static void ngx_umlo_sync_watch(ngx_event_t *ev);
-static void ngx_umlo_sync_release(ngx_umlo_job_t *job,
-    ngx_umlo_main_conf_t *umcf);
 static void ngx_umlo_sync_ignore(redisReply *reply, void *data);
 static ngx_int_t ngx_umlo_sync_cancel(ngx_http_request_t *r);
 static void ngx_umlo_sync_cancelled(redisReply *reply, void *data);
@@ -109,7 +102,7 @@ ngx_umlo_sync_body(ngx_http_request_t *r)
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
 
-    job = ngx_umlo_sync_job(r, umcf);
+    job = ngx_umlo_sync_job(umcf, "manual");
     if (job == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -243,10 +236,39 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
             continue;
         }
 
+        if (ngx_strcmp(key, "activity") == 0) {
+            if (!json_is_boolean(value)) {
+                json_decref(body);
+                return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST,
+                                         "invalid_activity",
+                                         "\"activity\" must be true or "
+                                         "false");
+            }
+
+            job->activity = json_is_true(value);
+            continue;
+        }
+
         json_decref(body);
         return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "unknown_field",
                                  "unknown field \"%s\": a sync takes "
-                                 "\"scope\" or \"users\"", key);
+                                 "\"scope\", \"users\" or \"activity\"",
+                                 key);
+    }
+
+    if (job->activity) {
+        if (users != NULL || json_object_get(body, "scope") != NULL) {
+            json_decref(body);
+            return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST,
+                                     "invalid_body",
+                                     "\"activity\": true asks for an "
+                                     "activity refresh alone: leave out "
+                                     "\"scope\" and \"users\"");
+        }
+
+        json_decref(body);
+        ngx_umlo_sync_kind(job, "activity");
+        return NGX_OK;
     }
 
     if (users != NULL && json_object_get(body, "scope") != NULL) {
@@ -301,14 +323,15 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
 
     job->trigger = "selective";
     json_object_set_new(job->doc, "trigger", json_string("selective"));
+    ngx_umlo_sync_kind(job, "selective");
     json_object_set(job->doc, "users_requested", job->users);
 
     return NGX_OK;
 }
 
 
-static ngx_umlo_job_t *
-ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
+ngx_umlo_job_t *
+ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf, const char *trigger)
 {
     u_char             rnd[16], *p;
     ngx_uint_t         i;
@@ -354,7 +377,10 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
     job->lease_ms = (unsigned) umcf->sync_lease;
     job->grace_ms = (unsigned) umcf->sync_grace;
     job->history = (unsigned) umcf->history;
-    job->trigger = "manual";
+    job->activity_rate = (unsigned) umcf->activity_rate;
+    job->activity_burst = (unsigned) umcf->activity_burst;
+    job->trigger = trigger;
+    job->kind = "full";
 
     for (i = 0; i < sizeof(rnd); i++) {
         rnd[i] = (u_char) ngx_random();
@@ -370,9 +396,10 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
     p = ngx_hex_dump(p, rnd + 4, 12);
     *p = '\0';
 
-    job->doc = json_pack("{s:s,s:s,s:s,s:n,s:I,s:n,s:n,s:n}",
+    job->doc = json_pack("{s:s,s:s,s:s,s:s,s:n,s:I,s:n,s:n,s:n}",
                          "id", job->id,
                          "trigger", job->trigger,
+                         "kind", job->kind,
                          "state", "queued",
                          "phase",
                          "requested_at", (json_int_t) ngx_time(),
@@ -384,13 +411,20 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
         return NULL;
     }
 
-    (void) r;
-
     return job;
 }
 
 
-static void
+void
+ngx_umlo_sync_kind(ngx_umlo_job_t *job, const char *kind)
+{
+    job->kind = kind;
+    job->activity = (ngx_strcmp(kind, "activity") == 0);
+    json_object_set_new(job->doc, "kind", json_string(kind));
+}
+
+
+void
 ngx_umlo_sync_free(ngx_umlo_job_t *job)
 {
     ngx_explicit_memzero(job->api_key, ngx_strlen(job->api_key));
@@ -487,7 +521,7 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_umlo_sync_post(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf)
 {
     job->task->handler = ngx_umlo_sync_thread;
@@ -516,6 +550,11 @@ static void
 ngx_umlo_sync_thread(void *data, ngx_log_t *log)
 {
     ngx_umlo_job_t  *job = data;
+
+    if (job->activity) {
+        ngx_umlo_activity_run(job);
+        return;
+    }
 
     ngx_umlo_fetch_run(job);
 }
@@ -571,7 +610,7 @@ ngx_umlo_sync_done(ngx_event_t *ev)
 
 /* gives the lock back and records the job's document, if still ours */
 
-static void
+void
 ngx_umlo_sync_release(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf)
 {
     char  *doc;
