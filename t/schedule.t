@@ -39,7 +39,7 @@ sub start {
     $t->start_nginx(
         name        => $name,
         http_config => umlo_http_config(join "\n",
-            ($o{at} ? "umlo_sync_daily $o{at} $ZONE;" : ()),
+            ($o{at} ? "umlo_sync_daily $o{at} " . ($o{zone} // $ZONE) . ';' : ()),
             'umlo_sync_catch_up ' . ($o{catch_up} ? 'on' : 'off') . ';',
             'umlo_activity_refresh ' . ($o{refresh} // 'off') . ';'),
         config      => umlo_locations(),
@@ -160,5 +160,29 @@ subtest 'armed timers never delay a reload or a quit' => sub {
     $t->stop_nginx('a');
 };
 
-assert_no_alerts($t, $_) for qw(a b);
+subtest 'the next slot in zones with and without daylight saving time' => sub {
+    for my $zone (qw(UTC Europe/Berlin America/New_York Australia/Sydney
+                     America/St_Johns America/Sao_Paulo Asia/Kolkata)) {
+        next unless $zone eq 'UTC' || -e "/usr/share/zoneinfo/$zone";
+        my $mark = $t->error_log_mark('z');
+        start('z', at => '02:30', zone => $zone);
+        my ($date, $epoch);
+        wait_for(sub { ($date, $epoch) = $t->error_log($mark)
+                       =~ /daily sync: next slot (\S+) \(\Q$zone\E\) at (\d+)/ }, timeout => 5);
+        my $now = time;
+        $t->stop_nginx('z');
+
+        # the test process may set TZ: it runs no threads
+        local $ENV{TZ} = $zone;
+        POSIX::tzset();
+        my @lt = localtime $now;
+        my ($want) = grep { $_ > $now }
+            map { POSIX::mktime(0, 30, 2, $lt[3] + $_, $lt[4], $lt[5], 0, 0, -1) } 0 .. 2;
+        is $epoch, $want, "$zone: 02:30 is at $want";
+        is $date, POSIX::strftime('%Y-%m-%d', localtime $want), "$zone: on $date";
+    }
+    POSIX::tzset();
+};
+
+assert_no_alerts($t, $_) for qw(a b z);
 done_testing;
