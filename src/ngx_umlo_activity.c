@@ -221,7 +221,8 @@ ngx_umlo_act_walk(ngx_umlo_act_t *a)
         return -1;
     }
 
-    for (i = 0; i < sizeof(ngx_umlo_act_chains) / sizeof(ngx_umlo_act_chains[0]);
+    for (i = 0;
+         i < sizeof(ngx_umlo_act_chains) / sizeof(ngx_umlo_act_chains[0]);
          i++)
     {
         ch = calloc(1, sizeof(ngx_umlo_act_chain_t));
@@ -262,8 +263,8 @@ ngx_umlo_act_walk(ngx_umlo_act_t *a)
 static int
 ngx_umlo_act_submit(ngx_umlo_act_chain_t *ch)
 {
-    char            path[512];
-    json_t         *body;
+    char             path[512];
+    json_t          *body;
     ngx_umlo_job_t  *job;
 
     job = ch->act->job;
@@ -404,9 +405,9 @@ done:
 static int
 ngx_umlo_act_lookups(ngx_umlo_act_t *a)
 {
-    int              rc;
-    char             path[1024], *p;
-    size_t           n, k;
+    int                     rc;
+    char                    path[1024], *p;
+    size_t                  n, k;
     json_t                 *item;
     unsigned                want;
     long long               wait, until;
@@ -447,9 +448,12 @@ ngx_umlo_act_lookups(ngx_umlo_act_t *a)
             continue;
         }
 
-        job->api = ngx_umlo_act_client(a, 0);
+        /* one client for the phase: its connections stay open */
         if (job->api == NULL) {
-            return -1;
+            job->api = ngx_umlo_act_client(a, 0);
+            if (job->api == NULL) {
+                return -1;
+            }
         }
 
         for (k = 0; k < (size_t) rc; k++) {
@@ -523,12 +527,12 @@ ngx_umlo_act_lookups(ngx_umlo_act_t *a)
             return -1;
         }
 
-        ngx_umlo_act_client_done(a);
-
         if (job->error[0] != '\0') {
             return -1;
         }
     }
+
+    ngx_umlo_act_client_done(a);
 
     return 0;
 }
@@ -680,10 +684,9 @@ static int
 ngx_umlo_act_write(ngx_umlo_act_t *a)
 {
     int              rc;
-    char            *text, cursor[64], asof[32];
+    char            *text, cursor[64], asof[32], **changed;
     size_t           i, nchanged;
     json_t          *sites, *summary, *user;
-    char           **changed;
     redisReply      *r, *keys;
     ngx_umlo_job_t  *job;
 

@@ -600,9 +600,9 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
         (void) ngx_umlo_store_drop(&job->store, job->gen);
     }
 
-    summary = json_pack("{s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
+    summary = json_pack("{s:s,s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
                         "id", job->id, "trigger", job->trigger,
-                        "state", state,
+                        "kind", job->kind, "state", state,
                         "started_at", json_object_get(job->doc, "started_at"),
                         "finished_at",
                         json_object_get(job->doc, "finished_at"),

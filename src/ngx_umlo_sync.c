@@ -512,7 +512,8 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "umlo: %s sync %s started", job->trigger, job->id);
+                  "umlo: %s sync %s started (%s)", job->trigger, job->id,
+                  job->kind);
 
     rc = ngx_umlo_send_json(r, NGX_HTTP_ACCEPTED, out);
     json_decref(out);
@@ -586,8 +587,8 @@ ngx_umlo_sync_done(ngx_event_t *ev)
 
     if (ngx_strcmp(job->state, "succeeded") == 0) {
         ngx_log_error(NGX_LOG_NOTICE, job->log, 0,
-                      "umlo: %s sync %s succeeded: %uL users",
-                      job->trigger, job->id, job->users_done);
+                      "umlo: %s sync %s succeeded (%s): %uL users",
+                      job->trigger, job->id, job->kind, job->users_done);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, job->log, 0,
