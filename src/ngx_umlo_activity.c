@@ -66,7 +66,8 @@ static const char  ngx_umlo_act_pace_lua[] =
 typedef struct {
     ngx_umlo_job_t        *job;
     json_t                *act;        /* account id -> {ARI: timestamp} */
-    json_t                *added;      /* account id -> added_to_org */
+    json_t                *added;      /* account id -> added_to_org;
+                                          null: lookup queued */
     json_t                *queue;      /* lookups: [id, cursor, tries] */
     size_t                 queue_next;
     uint64_t               users_read;
@@ -292,7 +293,7 @@ ngx_umlo_act_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 {
     ngx_umlo_act_chain_t  *ch = req->data;
 
-    int              need;
+    int              need, dup;
     size_t           i, j;
     json_t          *data, *item, *access, *entry, *seen;
     const char      *id, *ari, *ts, *next;
@@ -328,6 +329,8 @@ ngx_umlo_act_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
         /* a duplicate across chains merges into the same entry */
         seen = json_object_get(a->act, id);
+        dup = (seen != NULL);
+
         if (seen == NULL) {
             seen = json_object();
             if (seen == NULL || json_object_set_new(a->act, id, seen) != 0) {
@@ -356,7 +359,9 @@ ngx_umlo_act_users(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
             ngx_umlo_act_later(seen, ari, ts);
         }
 
-        if (need) {
+        /* a duplicate's lookup would bring the same dates again */
+        if (need && !(dup && json_object_get(a->added, id) != NULL)) {
+            json_object_set_new(a->added, id, json_null());
             json_array_append_new(a->queue, json_pack("[s,n,i]", id, 0));
             a->needed++;
         }
@@ -683,7 +688,7 @@ ngx_umlo_act_pace(ngx_umlo_act_t *a, unsigned want, long long *wait)
 static int
 ngx_umlo_act_write(ngx_umlo_act_t *a)
 {
-    int              rc;
+    int              rc, multi;
     char            *text, cursor[64], asof[32], **changed;
     size_t           i, nchanged;
     json_t          *sites, *summary, *user;
@@ -701,6 +706,7 @@ ngx_umlo_act_write(ngx_umlo_act_t *a)
 
     changed = NULL;
     nchanged = 0;
+    multi = 0;
     rc = -1;
 
     /* a lease renewed now lasts through the scan: nothing renews it */
@@ -819,6 +825,7 @@ ngx_umlo_act_write(ngx_umlo_act_t *a)
     } while (strcmp(cursor, "0") != 0);
 
     /* one transaction: the users, the summary and the new revision */
+    multi = 1;
     rc = ngx_umlo_store_append(&job->store, "MULTI");
 
     for (i = 0; rc == 0 && i < nchanged; i++) {
@@ -842,8 +849,6 @@ ngx_umlo_act_write(ngx_umlo_act_t *a)
 
     if (rc != 0) {
         rc = -1;
-        (void) ngx_umlo_store_append(&job->store, "DISCARD");
-        (void) ngx_umlo_store_flush(&job->store);
         goto redis;
     }
 
@@ -852,6 +857,8 @@ ngx_umlo_act_write(ngx_umlo_act_t *a)
         rc = -1;
         goto redis;
     }
+
+    multi = 0;
 
     if (r->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(r);
@@ -875,8 +882,12 @@ redis:
 
 done:
 
-    /* a failed step must not leave the connection watching */
-    r = redisCommand(job->store.c, "UNWATCH");
+    /*
+     * A failed step must not leave the connection in a transaction or
+     * watching: the history and the release still go through it.
+     */
+    (void) ngx_umlo_store_flush(&job->store);
+    r = redisCommand(job->store.c, multi ? "DISCARD" : "UNWATCH");
     if (r != NULL) {
         freeReplyObject(r);
     }
