@@ -16,7 +16,7 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl gcc make wrk curl
+             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
@@ -30,12 +30,13 @@ all: $(MODULE)
 # machine that already has them never needs apt.
 check-deps:
 	@missing=; \
-	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
-	         /usr/include/curl/curl.h /usr/include/jansson.h \
+	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx /usr/bin/curl-config \
+	         /usr/include/jansson.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
+	perl -MYAML::XS -e1 2>/dev/null || missing="$$missing YAML::XS"; \
 	if [ -n "$$missing" ]; then \
 	    echo "missing:$$missing; running make deps"; \
 	    $(MAKE) --no-print-directory deps; \
