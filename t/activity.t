@@ -173,5 +173,43 @@ subtest 'a refresh holds the sync lock; cancel keeps the old data' => sub {
     sim_ok(POST => 'config', { latencyMs => 0 });
 };
 
+subtest 'answers as docs/api.yaml describes them' => sub {
+    plan skip_all => 'YAML::XS missing' unless eval { require Umlo::OpenAPI; Umlo::OpenAPI->load('docs/api.yaml') };
+    my $api = Umlo::OpenAPI->load('docs/api.yaml');
+    my $valid = sub {
+        my ($method, $uri, $r, $body) = @_;
+        my @e = $api->check_response(method => $method, uri => $uri, status => $r->{status},
+            headers => $r->{headers}, body => $r->{body});
+        ok !@e, "$method $uri $r->{status}: valid by the document" or diag join "\n", @e;
+    };
+    for my $body ('{"activity":true}', '{"activity":false}', '{"scope":"full","activity":false}') {
+        my @e = $api->check_request(method => 'POST', uri => '/umlo/sync', body => $body,
+            content_type => 'application/json');
+        ok !@e, "$body: a valid request by the document" or diag join "\n", @e;
+    }
+    for my $body ('{"activity":"yes"}', '{"activity":true,"scope":"full"}') {
+        ok scalar($api->check_request(method => 'POST', uri => '/umlo/sync', body => $body,
+            content_type => 'application/json')), "$body: invalid by the document too";
+    }
+    my $bad = req($t, POST => '/umlo/sync', json => { activity => 'yes' });
+    $valid->(POST => '/umlo/sync', $bad);
+
+    sim_ok(POST => 'config', { latencyMs => 800, hideAccessTimestamps => 0.3 });
+    my $r = req($t, POST => '/umlo/sync', json => { activity => JSON::PP::true });
+    $valid->(POST => '/umlo/sync', $r);
+    ok wait_for(sub { (status_json($t)->{sync}{phase} // '') =~ /^(users|lookups)$/ }, timeout => 10),
+        'running';
+    $valid->(GET => '/umlo/status', req($t, GET => '/umlo/status'));
+    $valid->(POST => '/umlo/sync', req($t, POST => '/umlo/sync'));
+    my $st = wait_sync($t, $r->{json}{id}, timeout => 60);
+    is $st && $st->{state}, 'succeeded', 'refresh succeeded';
+    $valid->(GET => '/umlo/status', req($t, GET => '/umlo/status'));
+    my $id = req($t, GET => '/umlo/users?limit=1')->{json}{data}[0]{id};
+    $valid->(GET => "/umlo/users/$id", req($t, GET => "/umlo/users/$id"));
+    $valid->(GET => '/umlo/users?limit=5', req($t, GET => '/umlo/users?limit=5'));
+    $valid->(GET => '/umlo/dashboard', req($t, GET => '/umlo/dashboard'));
+    sim_ok(POST => 'config', { latencyMs => 0, hideAccessTimestamps => 0 });
+};
+
 final_checks($t);
 done_testing;
