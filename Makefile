@@ -17,8 +17,9 @@ ASAN_SO   := $(BUILD)/asan/ngx_umlo_module.so
 SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
-             libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl
+             libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
+             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl \
+             python3-prometheus-client
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
@@ -33,9 +34,10 @@ all: $(MODULE)
 check-deps:
 	@missing=; \
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx /usr/bin/curl-config \
-	         /usr/include/jansson.h \
+	         /usr/include/jansson.h /usr/include/openssl/hmac.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
-	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
+	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
+	         /usr/lib/python3/dist-packages/prometheus_client; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
 	perl -MYAML::XS -e1 2>/dev/null || missing="$$missing YAML::XS"; \
