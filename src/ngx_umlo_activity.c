@@ -1323,6 +1323,10 @@ ngx_umlo_act_finish(ngx_umlo_act_t *a, const char *state)
                         "counts", json_object_get(job->doc, "counts"),
                         "api", json_object_get(job->doc, "api"));
 
+    if (summary != NULL && json_object_get(job->doc, "error") != NULL) {
+        json_object_set(summary, "error", json_object_get(job->doc, "error"));
+    }
+
     /* the lock goes last: no new sync may start before the record is in */
     if ((summary != NULL
          && ngx_umlo_store_history(&job->store, summary, job->history) != 0)
