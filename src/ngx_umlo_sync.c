@@ -19,7 +19,7 @@
 #define NGX_UMLO_WATCH_MS        250
 
 
-static const char  ngx_umlo_sync_start_lua[] =
+const char  ngx_umlo_sync_start_lua[] =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then"
     " redis.call('SET', KEYS[2], ARGV[3])"
     " redis.call('DEL', KEYS[3])"
