@@ -10,6 +10,7 @@
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
+#include "ngx_umlo_results.h"
 #include "ngx_umlo_store.h"
 #include "ngx_umlo_timer.h"
 #include "ngx_umlo_tz.h"
@@ -200,6 +201,13 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, catch_up),
       NULL },
 
+    { ngx_string("umlo_users_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, users_cache),
+      NULL },
+
     { ngx_string("umlo_bulk_max_users"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -270,11 +278,19 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, tasks_interval),
       NULL },
 
+    { ngx_string("umlo_tasks_filter_min_every"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, tasks_filter_min),
+      NULL },
+
+    /* deprecated: nginx -t warns; see docs/directives.md */
     { ngx_string("umlo_tasks_webhook"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_umlo_webhook_tasks_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_umlo_main_conf_t, tasks_webhook),
+      0,
       NULL },
 
     { ngx_string("umlo_webhook"),
@@ -430,6 +446,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->activity_burst = NGX_CONF_UNSET_UINT;
     umcf->daily = NGX_CONF_UNSET;
     umcf->catch_up = NGX_CONF_UNSET;
+    umcf->users_cache = NGX_CONF_UNSET_SIZE;
     umcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     umcf->webhook_retries = NGX_CONF_UNSET_UINT;
     umcf->webhook_backoff = NGX_CONF_UNSET_MSEC;
@@ -442,6 +459,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->bulk_audit_max = NGX_CONF_UNSET_UINT;
     umcf->bulk_protected = NGX_CONF_UNSET_PTR;
     umcf->tasks_interval = NGX_CONF_UNSET_MSEC;
+    umcf->tasks_filter_min = NGX_CONF_UNSET;
 
     return umcf;
 }
@@ -466,6 +484,7 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(umcf->activity_burst, 1);
     ngx_conf_init_value(umcf->daily, -1);
     ngx_conf_init_value(umcf->catch_up, 1);
+    ngx_conf_init_size_value(umcf->users_cache, 32 * 1024 * 1024);
     ngx_conf_init_msec_value(umcf->webhook_timeout, 5000);
     ngx_conf_init_uint_value(umcf->webhook_retries, 3);
     ngx_conf_init_msec_value(umcf->webhook_backoff, 1000);
@@ -482,6 +501,16 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     if (umcf->tasks_interval < 1000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "umlo: \"umlo_tasks_interval\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a daily task runs once a day: it must always be allowed */
+    ngx_conf_init_value(umcf->tasks_filter_min, 3600);
+
+    if (umcf->tasks_filter_min < 60 || umcf->tasks_filter_min > 86400) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_tasks_filter_min_every\" must be "
+                      "from 60s to 1d");
         return NGX_CONF_ERROR;
     }
 
@@ -1092,6 +1121,7 @@ ngx_umlo_exit_process(ngx_cycle_t *cycle)
     ngx_umlo_redis_destroy(umcf->redis);
     umcf->redis = NULL;
 
+    ngx_umlo_results_exit();
     ngx_umlo_cache_exit();
 
     curl_global_cleanup();
