@@ -21,12 +21,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    int                       activity;
     size_t                    i;
     json_t                   *users, *v, *msg;
     const char               *id;
     ngx_umlo_syncbody_err_t   err;
 
-    if (ngx_umlo_syncbody_parse((const char *) data, size, 20, &users, &err)
+    if (ngx_umlo_syncbody_parse((const char *) data, size, 20, &users,
+                                &activity, &err)
         != 0)
     {
         if (err.status != 400 || err.code == NULL) {
@@ -40,6 +42,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
         json_decref(msg);
         return 0;
+    }
+
+    /* an activity refresh is never also a selective sync */
+    if (activity && users != NULL) {
+        abort();
     }
 
     if (users != NULL) {

@@ -359,10 +359,12 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
                                   (json_int_t) json_object_size(
                                                      job->model.products)));
 
-    snapshot = json_pack("{s:I,s:s,s:s,s:O}",
+    /* productAccess carried the activity: as fresh as the data */
+    snapshot = json_pack("{s:I,s:s,s:s,s:s,s:O}",
                          "generation", (json_int_t) job->gen,
                          "sync_id", job->id,
                          "data_as_of", asof,
+                         "activity_as_of", asof,
                          "counts", json_object_get(job->doc, "counts"));
     if (snapshot == NULL) {
         ngx_umlo_fetch_fail(job, "write", "out of memory");
@@ -628,9 +630,9 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
         (void) ngx_umlo_store_drop(&job->store, job->gen);
     }
 
-    summary = json_pack("{s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
+    summary = json_pack("{s:s,s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
                         "id", job->id, "trigger", job->trigger,
-                        "state", state,
+                        "kind", job->kind, "state", state,
                         "started_at", json_object_get(job->doc, "started_at"),
                         "finished_at",
                         json_object_get(job->doc, "finished_at"),

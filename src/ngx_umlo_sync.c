@@ -44,8 +44,6 @@ static void ngx_umlo_sync_body(ngx_http_request_t *r);
 static ngx_int_t ngx_umlo_sync_parse(ngx_http_request_t *r,
     ngx_umlo_job_t *job, ngx_int_t *rc);
 static void ngx_umlo_sync_started(redisReply *reply, void *data);
-static ngx_int_t ngx_umlo_sync_post(ngx_umlo_job_t *job,
-    ngx_umlo_main_conf_t *umcf);
 static void ngx_umlo_sync_thread(void *data, ngx_log_t *log);
 static void ngx_umlo_sync_done(ngx_event_t *ev);
 static void ngx_umlo_sync_watch(ngx_event_t *ev);
@@ -162,6 +160,7 @@ static ngx_int_t
 ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
     ngx_int_t *rc)
 {
+    int                       activity;
     ngx_str_t                 text;
     ngx_umlo_main_conf_t     *umcf;
     ngx_umlo_syncbody_err_t   err;
@@ -173,7 +172,8 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
     }
 
     if (ngx_umlo_syncbody_parse((char *) text.data, text.len,
-                                umcf->selective_max, &job->users, &err)
+                                umcf->selective_max, &job->users, &activity,
+                                &err)
         != 0)
     {
         *rc = err.status
@@ -183,9 +183,16 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
         return NGX_ERROR;
     }
 
+    if (activity) {
+        job->activity = 1;
+        ngx_umlo_sync_kind(job, "activity");
+        return NGX_OK;
+    }
+
     if (job->users != NULL) {
         job->trigger = "selective";
         json_object_set_new(job->doc, "trigger", json_string("selective"));
+        ngx_umlo_sync_kind(job, "selective");
         json_object_set(job->doc, "users_requested", job->users);
     }
 
@@ -240,8 +247,11 @@ ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf, const char *trigger)
     job->lease_ms = (unsigned) umcf->sync_lease;
     job->grace_ms = (unsigned) umcf->sync_grace;
     job->history = (unsigned) umcf->history;
+    job->activity_rate = (unsigned) umcf->activity_rate;
+    job->activity_burst = (unsigned) umcf->activity_burst;
     job->key_expires = (long long) umcf->key_expires;
     job->trigger = trigger;
+    job->kind = "full";
 
     for (i = 0; i < sizeof(rnd); i++) {
         rnd[i] = (u_char) ngx_random();
@@ -257,9 +267,10 @@ ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf, const char *trigger)
     p = ngx_hex_dump(p, rnd + 4, 12);
     *p = '\0';
 
-    job->doc = json_pack("{s:s,s:s,s:s,s:n,s:I,s:n,s:n,s:n}",
+    job->doc = json_pack("{s:s,s:s,s:s,s:s,s:n,s:I,s:n,s:n,s:n}",
                          "id", job->id,
                          "trigger", job->trigger,
+                         "kind", job->kind,
                          "state", "queued",
                          "phase",
                          "requested_at", (json_int_t) ngx_time(),
@@ -272,6 +283,15 @@ ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf, const char *trigger)
     }
 
     return job;
+}
+
+
+void
+ngx_umlo_sync_kind(ngx_umlo_job_t *job, const char *kind)
+{
+    job->kind = kind;
+    job->activity = (ngx_strcmp(kind, "activity") == 0);
+    json_object_set_new(job->doc, "kind", json_string(kind));
 }
 
 
@@ -363,7 +383,8 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
     }
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "umlo: %s sync %s started", job->trigger, job->id);
+                  "umlo: %s sync %s started (%s)", job->trigger, job->id,
+                  job->kind);
 
     rc = ngx_umlo_send_json(r, NGX_HTTP_ACCEPTED, out);
     json_decref(out);
@@ -372,7 +393,7 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_umlo_sync_post(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf)
 {
     json_t  *started;
@@ -417,6 +438,11 @@ ngx_umlo_sync_thread(void *data, ngx_log_t *log)
 {
     ngx_umlo_job_t  *job = data;
 
+    if (job->activity) {
+        ngx_umlo_activity_run(job);
+        return;
+    }
+
     ngx_umlo_fetch_run(job);
 }
 
@@ -447,8 +473,8 @@ ngx_umlo_sync_done(ngx_event_t *ev)
 
     if (ngx_strcmp(job->state, "succeeded") == 0) {
         ngx_log_error(NGX_LOG_NOTICE, job->log, 0,
-                      "umlo: %s sync %s succeeded: %uL users",
-                      job->trigger, job->id, job->users_done);
+                      "umlo: %s sync %s succeeded (%s): %uL users",
+                      job->trigger, job->id, job->kind, job->users_done);
 
     } else {
         ngx_log_error(NGX_LOG_ERR, job->log, 0,

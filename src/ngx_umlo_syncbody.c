@@ -18,7 +18,7 @@ static int ngx_umlo_syncbody_bad(ngx_umlo_syncbody_err_t *err,
 
 int
 ngx_umlo_syncbody_parse(const char *p, size_t len, size_t selective_max,
-    json_t **users, ngx_umlo_syncbody_err_t *err)
+    json_t **users, int *activity, ngx_umlo_syncbody_err_t *err)
 {
     size_t        i, n, idlen;
     json_t       *body, *value, *list, *out;
@@ -26,6 +26,7 @@ ngx_umlo_syncbody_parse(const char *p, size_t len, size_t selective_max,
     json_error_t  jerr;
 
     *users = NULL;
+    *activity = 0;
     memset(err, 0, sizeof(ngx_umlo_syncbody_err_t));
 
     while (len && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
@@ -77,6 +78,18 @@ ngx_umlo_syncbody_parse(const char *p, size_t len, size_t selective_max,
             continue;
         }
 
+        if (strcmp(key, "activity") == 0) {
+            if (!json_is_boolean(value)) {
+                json_decref(body);
+                return ngx_umlo_syncbody_bad(err, "invalid_activity",
+                                             "\"activity\" must be true or "
+                                             "false");
+            }
+
+            *activity = json_is_true(value);
+            continue;
+        }
+
         /* a long key is cut, on a UTF-8 character boundary */
         n = strlen(key);
 
@@ -89,9 +102,25 @@ ngx_umlo_syncbody_parse(const char *p, size_t len, size_t selective_max,
 
         ngx_umlo_syncbody_bad(err, "unknown_field",
                               "unknown field \"%.*s\": a sync takes "
-                              "\"scope\" or \"users\"", (int) n, key);
+                              "\"scope\", \"users\" or \"activity\"",
+                              (int) n, key);
         json_decref(body);
         return -1;
+    }
+
+    if (*activity) {
+        n = (list != NULL || json_object_get(body, "scope") != NULL);
+        json_decref(body);
+
+        if (n) {
+            *activity = 0;
+            return ngx_umlo_syncbody_bad(err, "invalid_body",
+                                         "\"activity\": true asks for an "
+                                         "activity refresh alone: leave "
+                                         "out \"scope\" and \"users\"");
+        }
+
+        return 0;
     }
 
     if (list != NULL && json_object_get(body, "scope") != NULL) {

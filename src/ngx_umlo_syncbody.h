@@ -25,13 +25,14 @@ typedef struct {
 
 /*
  * The body is empty or white space (full sync), {"scope": "full"}, or
- * {"users": ["<accountId>", ...]} with 1 to selective_max ids.  Returns
- * 0 with *users NULL (full) or a new array of the ids (selective); -1
- * with *err filled for bad input, or with err->status 0 when memory ran
- * out.
+ * {"users": ["<accountId>", ...]} with 1 to selective_max ids, or
+ * {"activity": true} alone.  Returns 0 with *users NULL (full or
+ * activity) or a new array of the ids (selective), and *activity set
+ * for an activity refresh; -1 with *err filled for bad input, or with
+ * err->status 0 when memory ran out.
  */
 int ngx_umlo_syncbody_parse(const char *p, size_t len, size_t selective_max,
-    json_t **users, ngx_umlo_syncbody_err_t *err);
+    json_t **users, int *activity, ngx_umlo_syncbody_err_t *err);
 
 
 #endif /* _NGX_UMLO_SYNCBODY_H_INCLUDED_ */

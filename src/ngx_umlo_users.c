@@ -456,9 +456,10 @@ ngx_umlo_users_doc(redisReply *reply, void *data)
         json_decref(row);
     }
 
-    out = json_pack("{s:o,s:{s:I,s:s?,s:s?}}", "data", doc, "meta",
+    out = json_pack("{s:o,s:{s:I,s:s?,s:s?,s:s?}}", "data", doc, "meta",
                     "generation", (json_int_t) ctx->ref->snap->gen,
                     "data_as_of", ctx->ref->snap->data_as_of,
+                    "activity_as_of", ctx->ref->snap->activity_as_of,
                     "sync_id", ctx->ref->snap->sync_id);
 
     rc = out ? ngx_umlo_send_json(r, NGX_HTTP_OK, out)

@@ -4,6 +4,8 @@ assignments.
 Shapes follow organizations.openapi.json: camelCase fields, {data, links}
 pages with links.next a cursor string (absent on the last page)."""
 
+import zlib
+
 from . import paging
 from . import validate as V
 from .common import (cursor_fault, decode_cursor, find_group, next_links, path_directory,
@@ -99,7 +101,19 @@ def user_view(org, u, expand=(), detail=False):
                                "key": org.resources[ri].owner,
                                "lastActiveTimestamp": iso_ms(ms)}
                               for ri, ms in u.activity.items()]
+        if access_timestamps_hidden(org, u.account_id):
+            for e in d["productAccess"]:
+                del e["lastActiveTimestamp"]
     return d
+
+
+def access_timestamps_hidden(org, account_id):
+    """True for the users whose productAccess lacks timestamps: a stable
+    share (POST /__sim/config hideAccessTimestamps), chosen by account id."""
+    share = getattr(org, "hide_access_timestamps", 0.0)
+    if share <= 0:
+        return False
+    return zlib.crc32(account_id.encode()) % 10000 < share * 10000
 
 
 def group_ref(g):

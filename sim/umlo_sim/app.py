@@ -136,6 +136,9 @@ class Settings:
         self.reset_format = args.reset_format
         self.activity_page_size = args.activity_page_size
         self.v1_page_size = args.v1_page_size
+        # share of users whose productAccess entries come without
+        # lastActiveTimestamp (the field is optional in the spec)
+        self.hide_access_timestamps = 0.0
 
     def to_json(self):
         return {"profile": self.profile, "apiKey": self.api_key,
@@ -144,7 +147,8 @@ class Settings:
                 "activityRateLimit": self.activity_rate_limit,
                 "retryAfter": self.retry_after, "resetFormat": self.reset_format,
                 "activityPageSize": self.activity_page_size,
-                "v1PageSize": self.v1_page_size}
+                "v1PageSize": self.v1_page_size,
+                "hideAccessTimestamps": self.hide_access_timestamps}
 
 
 class Sim:
@@ -167,6 +171,7 @@ class Sim:
         self.org = Org(a.org, seed=a.seed, users=a.users, sites=a.sites,
                        groups=a.groups, directories=a.directories,
                        anchor_ms=a.anchor_ms)
+        self.org.hide_access_timestamps = self.settings.hide_access_timestamps
         secret = hashlib.sha256(("umlo-sim-cursor:%s:%s" % (a.seed, a.org)).encode())
         self.cursors = Cursors(secret.digest())
 
