@@ -20,6 +20,7 @@ import time
 
 from umlo_bench_common import (
     CLK_TCK, MODULE, REPO, SIM_DIR, NginxProc, Redis, Wrk, children_of,
+    drop_workdir, interrupt_on_sigterm,
     copy_stable, cpu_times, first_line, free_port, log, loadavg, machine_info,
     median_range, nginx_conf_text, proc_rss_kb, proc_ticks, shown_command,
     stop_proc, wait_port, write_doc_lines, write_key_file)
@@ -485,9 +486,7 @@ def main(argv=None):
         log("status_bench: %s has no stub_status module (nginx -V)" % args.nginx)
         return 2
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, terminate)
+    interrupt_on_sigterm()
 
     started = time.time()
     machine = machine_info()
@@ -525,10 +524,7 @@ def main(argv=None):
         if args.write != "-":
             write_doc(args.write, argv, bench, args, machine, vers, started, finished)
             log("wrote %s" % os.path.relpath(args.write, REPO))
-    if args.keep:
-        log("kept %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    drop_workdir(tmp, args.keep)
     return rc
 
 

@@ -24,7 +24,7 @@ import threading
 import time
 
 from umlo_bench_common import (
-    CLK_TCK, NginxProc, Redis, children_of, copy_stable, cpu_busy_ticks,
+    CLK_TCK, NginxProc, Redis, interrupt_on_sigterm, children_of, copy_stable, cpu_busy_ticks,
     first_line, free_port, loadavg, log, machine_info, median_range,
     nginx_conf_text, others_busy, proc_rss_kb, proc_ticks, read_first_line,
     redis_used_memory, stop_proc, wait_port, write_doc_lines)
@@ -1196,9 +1196,7 @@ def main(argv=None):
         sys.stderr.write("sync_bench: redis-server not found\n")
         return 2
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, terminate)
+    interrupt_on_sigterm()
 
     started = time.time()
     machine = machine_info()

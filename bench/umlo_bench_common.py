@@ -369,6 +369,20 @@ MAX_REQUESTS_PER_CONN = 20000
 # the ping probe's pause before each request, milliseconds
 PING_DELAY_MS = 10
 
+# The end of every script's done(): wrk's own latency statistics
+# (microseconds) as one line that Wrk.finish() reads (a %-template).
+WRK_LUA_RESULT = """\
+  io.write(string.format(
+    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
+    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
+    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
+    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
+    latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
 # The script reports wrk's own latency statistics (microseconds) as one line,
 # and stops each thread after MAX requests per connection.
 WRK_LUA = """\
@@ -385,16 +399,7 @@ function request()
 end
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format(
-    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
-    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
-    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
-    latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
-end
-"""
+""" + WRK_LUA_RESULT
 
 
 def lua_str(s):
@@ -540,3 +545,17 @@ def write_doc_lines(path, lines):
     with open(tmp, "w") as f:
         f.write("\n".join(lines))
     os.replace(tmp, path)
+
+
+def interrupt_on_sigterm():
+    """SIGTERM ends a benchmark like ^C: its processes are stopped."""
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def drop_workdir(tmp, keep):
+    if keep:
+        log("kept %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)

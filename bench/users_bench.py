@@ -31,7 +31,7 @@ import urllib.parse
 
 from umlo_bench_common import (
     CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, NginxProc, Redis, Wrk,
-    lua_str,
+    WRK_LUA_RESULT, drop_workdir, interrupt_on_sigterm, lua_str,
     nginx_conf_text, shown_command as common_shown_command,
     children_of, cpu_times, first_line, free_port, log, machine_info,
     median_range as mrange, proc_stat_fields, proc_status_kb, proc_ticks, read_first_line, stop_proc, wait_port)
@@ -265,16 +265,7 @@ function done(summary, latency, requests)
     w = w + (t:get("wait") or 0)
   end
   io.write(string.format("UMLO-CACHE hit=%%d miss=%%d wait=%%d\\n", h, m, w))
-  io.write(string.format(
-    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
-    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
-    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
-    latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
-end
-"""
+""" + WRK_LUA_RESULT
 
 
 VARIED_NAME = "varied: another query each request"
@@ -1462,10 +1453,7 @@ def main(argv=None):
 
     bench = Bench(args, tmp, module, sim_dir)
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
+    interrupt_on_sigterm()
     rc = 0
     try:
         bench.run()
@@ -1488,10 +1476,7 @@ def main(argv=None):
         if args.write != "-":
             write_doc(args.write, argv, bench.res, args, machine, vers, started, finished)
             log("wrote %s" % os.path.relpath(args.write, REPO))
-    if args.keep:
-        log("kept %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    drop_workdir(tmp, args.keep)
     return rc
 
 
