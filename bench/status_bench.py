@@ -20,7 +20,7 @@ import time
 
 from umlo_bench_common import (
     CLK_TCK, MODULE, REPO, SIM_DIR, NginxProc, Redis, Wrk, children_of,
-    drop_workdir, interrupt_on_sigterm,
+    drop_workdir, interrupt_on_sigterm, run_bench,
     copy_stable, cpu_times, first_line, free_port, log, loadavg, machine_info,
     median_range, nginx_conf_text, proc_rss_kb, proc_ticks, shown_command,
     stop_proc, wait_port, write_doc_lines, write_key_file)
@@ -499,19 +499,7 @@ def main(argv=None):
     sync_bench.SIM_COPY[0] = os.path.join(simdir, "umlo-sim")
     vers = versions(args.nginx, args.wrk, module)
     bench = Bench(args, tmp, module)
-    rc = 0
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        log("interrupted")
-        rc = 130
-    except Exception as e:  # noqa: BLE001 -- reported, then cleaned up
-        log("FAILED: %s: %s" % (type(e).__name__, e))
-        if bench.nginx is not None:
-            log("nginx error log: %s" % bench.nginx.tail_log(8))
-        rc = 1
-    finally:
-        bench.stop()
+    rc = run_bench(bench)
     finished = time.time()
     if rc == 0:
         log("")

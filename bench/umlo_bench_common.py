@@ -559,3 +559,22 @@ def drop_workdir(tmp, keep):
         log("kept %s" % tmp)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_bench(bench):
+    """bench.run(), then bench.stop() in any case -> exit code: 0, 130
+    (interrupted) or 1 (failed: logged with nginx's last errors)."""
+    rc = 0
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        rc = 130
+    except Exception as e:  # noqa: BLE001 -- reported, then cleaned up
+        log("FAILED: %s: %s" % (type(e).__name__, e))
+        if bench.nginx is not None:
+            log("nginx error log: %s" % bench.nginx.tail_log(8))
+        rc = 1
+    finally:
+        bench.stop()
+    return rc

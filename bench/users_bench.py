@@ -31,7 +31,7 @@ import urllib.parse
 
 from umlo_bench_common import (
     CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, NginxProc, Redis, Wrk,
-    WRK_LUA_RESULT, drop_workdir, interrupt_on_sigterm, lua_str,
+    WRK_LUA_RESULT, drop_workdir, interrupt_on_sigterm, run_bench, lua_str,
     nginx_conf_text, shown_command as common_shown_command,
     children_of, cpu_times, first_line, free_port, log, machine_info,
     median_range as mrange, proc_stat_fields, proc_status_kb, proc_ticks, read_first_line, stop_proc, wait_port)
@@ -1454,19 +1454,7 @@ def main(argv=None):
     bench = Bench(args, tmp, module, sim_dir)
 
     interrupt_on_sigterm()
-    rc = 0
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        log("interrupted")
-        rc = 130
-    except Exception as e:   # noqa: BLE001 - reported, then cleaned up
-        log("FAILED: %s" % e)
-        if bench.nginx is not None:
-            log("nginx error log: %s" % bench.nginx.tail_log(8))
-        rc = 1
-    finally:
-        bench.stop()
+    rc = run_bench(bench)
     finished = time.time()
 
     if rc == 0:
