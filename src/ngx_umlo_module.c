@@ -242,11 +242,19 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, tasks_interval),
       NULL },
 
+    { ngx_string("umlo_tasks_filter_min_every"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, tasks_filter_min),
+      NULL },
+
+    /* deprecated: nginx -t warns; see docs/directives.md */
     { ngx_string("umlo_tasks_webhook"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_umlo_webhook_tasks_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_umlo_main_conf_t, tasks_webhook),
+      0,
       NULL },
 
     { ngx_string("umlo_webhook"),
@@ -410,6 +418,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->bulk_audit_max = NGX_CONF_UNSET_UINT;
     umcf->bulk_protected = NGX_CONF_UNSET_PTR;
     umcf->tasks_interval = NGX_CONF_UNSET_MSEC;
+    umcf->tasks_filter_min = NGX_CONF_UNSET;
 
     return umcf;
 }
@@ -446,6 +455,16 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     if (umcf->tasks_interval < 1000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "umlo: \"umlo_tasks_interval\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a daily task runs once a day: it must always be allowed */
+    ngx_conf_init_value(umcf->tasks_filter_min, 3600);
+
+    if (umcf->tasks_filter_min < 60 || umcf->tasks_filter_min > 86400) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_tasks_filter_min_every\" must be "
+                      "from 60s to 1d");
         return NGX_CONF_ERROR;
     }
 

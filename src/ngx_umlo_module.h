@@ -67,7 +67,7 @@ typedef struct {
 
     ngx_flag_t            tasks_used;        /* a umlo_tasks location */
     ngx_msec_t            tasks_interval;    /* umlo_tasks_interval */
-    ngx_str_t             tasks_webhook;     /* umlo_tasks_webhook */
+    time_t                tasks_filter_min;  /* umlo_tasks_filter_min_every */
 
     ngx_flag_t            used;              /* a umlo_* handler exists */
 
