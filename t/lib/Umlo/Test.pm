@@ -653,6 +653,17 @@ sub sim_admin {
     return _http($method, $url . $path, %opts, (defined $json ? (json => $json) : ()));
 }
 
+# An admin call that must succeed: its JSON answer, or die naming the call
+# and the answer.  @ok: the statuses that count as success (200 unless given).
+sub sim_ok {
+    my ($self, $method, $path, $json, @ok) = @_;
+    @ok = (200) unless @ok;
+    my $r = $self->sim_admin($method, $path, $json);
+    die "sim admin $method $path: $r->{status} $r->{body}\n"
+        unless grep { $r->{status} == $_ } @ok;
+    return $r->{json};
+}
+
 # ---------------------------------------------------------------------------
 # nginx
 # ---------------------------------------------------------------------------
