@@ -19,10 +19,11 @@ import tempfile
 import time
 
 from umlo_bench_common import (
-    CLK_TCK, MODULE, REPO, SIM_DIR, Redis, Wrk, children_of, copy_stable,
-    cpu_times, first_line, free_port, log, loadavg, machine_info,
-    median_range, proc_rss_kb, proc_ticks, shown_command, stop_proc,
-    wait_port, write_key_file)
+    CLK_TCK, MODULE, REPO, SIM_DIR, NginxProc, Redis, Wrk, children_of,
+    drop_workdir, interrupt_on_sigterm, run_bench,
+    copy_stable, cpu_times, first_line, free_port, log, loadavg, machine_info,
+    median_range, nginx_conf_text, proc_rss_kb, proc_ticks, shown_command,
+    stop_proc, wait_port, write_doc_lines, write_key_file)
 import sync_bench
 from sync_bench import API_KEY, ORG, Http, Sim, fmt_s, parse_size
 
@@ -34,76 +35,25 @@ OTHERS_LIMIT = 0.5        # cores used by other processes that taint a run
 
 TARGETS = [("umlo_status", "/umlo/status"), ("stub_status", "/nginx_status")]
 
-NGINX_CONF = """\
-load_module {module};
-{user}worker_processes 1;
-pid logs/nginx.pid;
-lock_file logs/nginx.lock;
-error_log logs/error.log notice;
-thread_pool umlo threads=2;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path temp/client_body;
-    proxy_temp_path temp/proxy;
-    fastcgi_temp_path temp/fastcgi;
-    uwsgi_temp_path temp/uwsgi;
-    scgi_temp_path temp/scgi;
-
-    umlo_redis {redis};
-    umlo_org {org};
-    umlo_api_base {api_base};
-    umlo_api_key_file {key_file};
-    umlo_thread_pool umlo;
-
-    server {{
-        listen 127.0.0.1:{port};
-
-        location = /umlo/status  {{ umlo_status; }}
-        location = /umlo/sync    {{ umlo_sync; }}
+SERVER = """
+        location = /umlo/status  { umlo_status; }
+        location = /umlo/sync    { umlo_sync; }
         # nginx's own counters: the ceiling to compare with
-        location = /nginx_status {{ stub_status; }}
-    }}
-}}
-"""
+        location = /nginx_status { stub_status; }"""
 
 
 def nginx_conf(module, redis, api_base, key_file, port):
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    return NGINX_CONF.format(module=module, user=user, redis=redis, org=ORG,
-                             api_base=api_base, key_file=key_file, port=port)
+    return nginx_conf_text(module, redis, ORG, api_base, key_file, port, SERVER)
 
 
-class Nginx:
+class Nginx(NginxProc):
     """nginx with one worker: the handler and stub_status share it."""
 
     def __init__(self, workdir, nginx_bin, module, redis_port, sim_port):
-        self.prefix = os.path.join(workdir, "nginx")
-        for d in ("logs", "temp"):
-            os.makedirs(os.path.join(self.prefix, d))
-        key_file = write_key_file(self.prefix, API_KEY)
-        self.port = free_port()
-        self.conf = os.path.join(self.prefix, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(nginx_conf(module, "127.0.0.1:%d" % redis_port,
-                               "http://127.0.0.1:%d" % sim_port, key_file, self.port))
-        self.error_log = os.path.join(self.prefix, "logs", "error.log")
-        self.stderr = open(os.path.join(self.prefix, "logs", "stderr.log"), "wb")
-        self.proc = subprocess.Popen([nginx_bin, "-p", self.prefix + "/", "-c", self.conf,
-                                      "-e", self.error_log, "-g", "daemon off;"],
-                                     stdout=self.stderr, stderr=self.stderr)
-        if not wait_port(self.port, 20, self.proc):
-            self.stop()
-            raise RuntimeError("nginx did not start: %s" % self.tail_log())
-        deadline = time.monotonic() + 10
-        self.workers = []
-        while not self.workers and time.monotonic() < deadline:
-            self.workers = children_of(self.proc.pid)
-            time.sleep(0.05)
+        NginxProc.__init__(self, workdir, nginx_bin, API_KEY, lambda key_file, port: (
+            nginx_conf(module, "127.0.0.1:%d" % redis_port,
+                       "http://127.0.0.1:%d" % sim_port, key_file, port)))
+        self.wait_any_workers()
         self.http = Http(self.port, timeout=30)
 
     @staticmethod
@@ -111,33 +61,11 @@ class Nginx:
         return ("nginx -p $RUN/nginx/ -c $RUN/nginx/nginx.conf "
                 "-e $RUN/nginx/logs/error.log -g 'daemon off;'")
 
-    def worker_pids(self):
-        pids = children_of(self.proc.pid)
-        if pids:
-            self.workers = pids
-        return self.workers
-
     def cpu_ticks(self):
         return sum(proc_ticks(p) or 0 for p in self.worker_pids())
 
     def rss_kb(self):
         return sum(proc_rss_kb(p) or 0 for p in self.worker_pids())
-
-    def tail_log(self, n=5, match=None):
-        try:
-            with open(self.error_log, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return ""
-        if match:
-            lines = [l for l in lines if any(m in l for m in match)]
-        return " | ".join(lines[-n:])
-
-    def stop(self):
-        if getattr(self, "http", None):
-            self.http.close()
-        stop_proc(self.proc, signal.SIGQUIT, 15)
-        self.stderr.close()
 
 
 # ------------------------------------------------------------- measurement
@@ -483,7 +411,8 @@ def write_doc(path, argv, bench, args, machine, vers, started, finished):
           "In a temporary directory (`$RUN`), on free loopback ports, with copies of the "
           "module and `sim/` taken at the start:", "", "```sh",
           bench.sim_command, Redis.command(), Nginx.command(),
-          "curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync   # the initial snapshot",
+          "curl -X POST -H 'Content-Type: application/json' "
+          "http://127.0.0.1:$NGINX_PORT/umlo/sync   # the initial snapshot",
           "wrk -t%d -c%d -d%ds --timeout 10s -s $RUN/result.lua "
           "http://127.0.0.1:$NGINX_PORT/umlo/status" % (args.wrk_threads, args.conns,
                                                         args.duration),
@@ -494,10 +423,7 @@ def write_doc(path, argv, bench, args, machine, vers, started, finished):
           nginx_conf("$BENCH/ngx_umlo_module.so", "127.0.0.1:$REDIS_PORT",
                      "http://127.0.0.1:$SIM_PORT", "$RUN/nginx/api.key",
                      "$NGINX_PORT").rstrip(), "```", ""]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(L))
-    os.replace(tmp, path)
+    write_doc_lines(path, L)
 
 
 # -------------------------------------------------------------------- main
@@ -561,9 +487,7 @@ def main(argv=None):
         log("status_bench: %s has no stub_status module (nginx -V)" % args.nginx)
         return 2
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, terminate)
+    interrupt_on_sigterm()
 
     started = time.time()
     machine = machine_info()
@@ -576,19 +500,7 @@ def main(argv=None):
     sync_bench.SIM_COPY[0] = os.path.join(simdir, "umlo-sim")
     vers = versions(args.nginx, args.wrk, module)
     bench = Bench(args, tmp, module)
-    rc = 0
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        log("interrupted")
-        rc = 130
-    except Exception as e:  # noqa: BLE001 -- reported, then cleaned up
-        log("FAILED: %s: %s" % (type(e).__name__, e))
-        if bench.nginx is not None:
-            log("nginx error log: %s" % bench.nginx.tail_log(8))
-        rc = 1
-    finally:
-        bench.stop()
+    rc = run_bench(bench)
     finished = time.time()
     if rc == 0:
         log("")
@@ -601,10 +513,7 @@ def main(argv=None):
         if args.write != "-":
             write_doc(args.write, argv, bench, args, machine, vers, started, finished)
             log("wrote %s" % os.path.relpath(args.write, REPO))
-    if args.keep:
-        log("kept %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    drop_workdir(tmp, args.keep)
     return rc
 
 

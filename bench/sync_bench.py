@@ -24,10 +24,11 @@ import threading
 import time
 
 from umlo_bench_common import (
-    CLK_TCK, Redis, children_of, copy_stable, cpu_busy_ticks, first_line,
-    free_port, loadavg, log, machine_info, median_range, others_busy,
-    proc_rss_kb, proc_ticks, read_first_line, redis_used_memory, stop_proc,
-    wait_port)
+    CLK_TCK, NginxProc, Redis, interrupt_on_sigterm, children_of, copy_stable, cpu_busy_ticks,
+    first_line, free_port, loadavg, log, machine_info, median_range,
+    nginx_conf_text, others_busy, proc_rss_kb, proc_ticks, read_first_line,
+    redis_used_memory, stop_proc, wait_port, write_doc_lines)
+from umlo_bench_common import shown_command as common_shown_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -171,6 +172,9 @@ class Http:
         if body is not None:
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
+        if method == "POST":
+            # umlo_sync takes state-changing requests only as JSON
+            hdrs.setdefault("Content-Type", "application/json")
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
@@ -317,91 +321,30 @@ def bounds(shape, profile, rate, concurrency):
     }
 
 
-NGINX_CONF = """\
-load_module {module};
-{user}worker_processes 1;
-pid logs/nginx.pid;
-lock_file logs/nginx.lock;
-error_log logs/error.log notice;
-thread_pool umlo threads=2;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path temp/client_body;
-    proxy_temp_path temp/proxy;
-    fastcgi_temp_path temp/fastcgi;
-    uwsgi_temp_path temp/uwsgi;
-    scgi_temp_path temp/scgi;
-
-    umlo_redis {redis};
-    umlo_org {org};
-    umlo_api_base {api_base};
-    umlo_api_key_file {key_file};
-    umlo_thread_pool umlo;
-{extra}
-    server {{
-        listen 127.0.0.1:{port};
-
-        location = /umlo/status {{ umlo_status; }}
-        location = /umlo/sync   {{ umlo_sync; }}
-    }}
-}}
-"""
+SERVER = """
+        location = /umlo/status { umlo_status; }
+        location = /umlo/sync   { umlo_sync; }"""
 
 
 def nginx_conf(module, redis, api_base, key_file, port, concurrency):
     extra = ""
     if concurrency is not None:
         extra = "    umlo_sync_concurrency %d;\n" % concurrency
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    return NGINX_CONF.format(module=module, user=user, redis=redis, org=ORG,
-                             api_base=api_base, key_file=key_file, port=port,
-                             extra=extra)
+    return nginx_conf_text(module, redis, ORG, api_base, key_file, port, SERVER,
+                           http_extra=extra)
 
 
-class Nginx:
+class Nginx(NginxProc):
     def __init__(self, workdir, nginx_bin, module, redis_port, sim_port, concurrency):
-        self.prefix = os.path.join(workdir, "nginx")
-        for d in ("logs", "temp"):
-            os.makedirs(os.path.join(self.prefix, d))
-        key_file = os.path.join(self.prefix, "api.key")
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, (API_KEY + "\n").encode())
-        os.close(fd)
-        self.port = free_port()
-        self.conf = os.path.join(self.prefix, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(nginx_conf(module, "127.0.0.1:%d" % redis_port,
-                               "http://127.0.0.1:%d" % sim_port, key_file,
-                               self.port, concurrency))
-        self.error_log = os.path.join(self.prefix, "logs", "error.log")
-        self.stderr = open(os.path.join(self.prefix, "logs", "stderr.log"), "wb")
-        self.proc = subprocess.Popen([nginx_bin, "-p", self.prefix + "/", "-c", self.conf,
-                                      "-e", self.error_log, "-g", "daemon off;"],
-                                     stdout=self.stderr, stderr=self.stderr)
-        if not wait_port(self.port, 20, self.proc) or self.proc.poll() is not None:
-            self.stop()
-            raise RuntimeError("nginx did not start: %s" % self.tail_log())
-        deadline = time.monotonic() + 10
-        self.workers = []
-        while not self.workers and time.monotonic() < deadline:
-            self.workers = children_of(self.proc.pid)
-            time.sleep(0.05)
+        NginxProc.__init__(self, workdir, nginx_bin, API_KEY, lambda key_file, port: (
+            nginx_conf(module, "127.0.0.1:%d" % redis_port,
+                       "http://127.0.0.1:%d" % sim_port, key_file, port, concurrency)))
+        self.wait_any_workers()
         self.http = Http(self.port, timeout=30)
 
     @staticmethod
     def command():
         return "nginx -p $RUN/nginx/ -c $RUN/nginx/nginx.conf -e $RUN/nginx/logs/error.log -g 'daemon off;'"
-
-    def worker_pids(self):
-        pids = children_of(self.proc.pid)
-        if pids:
-            self.workers = pids
-        return self.workers
 
     def rss_kb(self):
         total = 0
@@ -413,22 +356,6 @@ class Nginx:
 
     def cpu_ticks(self):
         return sum(proc_ticks(p) or 0 for p in self.worker_pids())
-
-    def tail_log(self, n=5, match=None):
-        try:
-            with open(self.error_log, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return ""
-        if match:
-            lines = [l for l in lines if any(m in l for m in match)]
-        return " | ".join(lines[-n:])
-
-    def stop(self):
-        if getattr(self, "http", None):
-            self.http.close()
-        stop_proc(self.proc, signal.SIGQUIT, 15)
-        self.stderr.close()
 
 
 class LagProbe(threading.Thread):
@@ -526,7 +453,8 @@ def run_one(tmp, label, shape, bound, users, profile, rate, args, module):
 
         deadline_s = args.max_minutes * 60.0 * 2
         t0 = time.monotonic()
-        status, doc, raw = nginx.http.request("POST", "/umlo/sync")
+        status, doc, raw = nginx.http.request("POST", "/umlo/sync",
+                                              headers={"Content-Type": "application/json"})
         if status != 202 or not isinstance(doc, dict):
             raise RuntimeError("POST /umlo/sync: %d %s" % (status, raw[:300].decode(errors="replace")))
         sync_id = doc.get("id") or (doc.get("sync") or {}).get("id")
@@ -701,13 +629,7 @@ def versions(nginx_bin, module):
 
 
 def shown_command(argv):
-    out = ["python3", "bench/sync_bench.py"]
-    for a in argv:
-        if os.path.isabs(a):
-            rel = os.path.relpath(a, REPO)
-            a = rel if not rel.startswith("..") else "PATH"
-        out.append(a if a and all(c.isalnum() or c in "-_.,/=:" for c in a) else "'%s'" % a)
-    return " ".join(out)
+    return common_shown_command("bench/sync_bench.py", argv)
 
 
 def summarize(cfg):
@@ -894,7 +816,7 @@ def commands_section(configs, args):
     L.append(Redis.command())
     L.append(Nginx.command())
     L.append("# before the POST: POST /__sim/stats/reset, POST /__sim/ratelimit/reset")
-    L.append("curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync")
+    L.append("curl -X POST -H 'Content-Type: application/json' http://127.0.0.1:$NGINX_PORT/umlo/sync")
     L.append("curl http://127.0.0.1:$NGINX_PORT/umlo/status     # every 100 ms until it ends")
     L.append("```")
     L.append("")
@@ -1037,10 +959,7 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
              "polling resolution.")
     L.append("")
     L += commands_section(configs, args)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(L))
-    os.replace(tmp, path)
+    write_doc_lines(path, L)
 
 
 # ----------------------------------------------------------------- scaling
@@ -1196,10 +1115,7 @@ def write_scaling_doc(path, argv, machine, vers, configs, shapes, args, started,
     L += details_table(configs)
     L.append("")
     L += commands_section(configs, args)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(L))
-    os.replace(tmp, path)
+    write_doc_lines(path, L)
 
 
 # -------------------------------------------------------------------- main
@@ -1284,9 +1200,7 @@ def main(argv=None):
         sys.stderr.write("sync_bench: redis-server not found\n")
         return 2
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, terminate)
+    interrupt_on_sigterm()
 
     started = time.time()
     machine = machine_info()

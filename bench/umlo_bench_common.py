@@ -254,6 +254,110 @@ def write_key_file(prefix, api_key):
     return key_file
 
 
+# -------------------------------------------------------------------- nginx
+
+# What every benchmark's nginx has in common; each one adds its own
+# http-level directives and its server's locations.
+NGINX_CONF = """\
+load_module {module};
+{user}worker_processes {workers};
+pid logs/nginx.pid;
+lock_file logs/nginx.lock;
+error_log logs/error.log {log_level};
+thread_pool umlo threads={threads};
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    access_log off;
+    client_body_temp_path temp/client_body;
+    proxy_temp_path temp/proxy;
+    fastcgi_temp_path temp/fastcgi;
+    uwsgi_temp_path temp/uwsgi;
+    scgi_temp_path temp/scgi;
+
+    umlo_redis {redis};
+    umlo_org {org};
+    umlo_api_base {api_base};
+    umlo_api_key_file {key_file};
+    umlo_thread_pool umlo;
+{http_extra}
+    server {{
+        listen 127.0.0.1:{port}{listen_opts};
+{server}
+    }}
+}}
+"""
+
+
+def nginx_conf_text(module, redis, org, api_base, key_file, port, server, workers=1,
+                    log_level="notice", threads=2, http_extra="", listen_opts=""):
+    """nginx.conf of a benchmark; `server` is the server block's text after
+    its listen line (plain braces, it is not a template)."""
+    user = "user root root;\n" if os.geteuid() == 0 else ""
+    return NGINX_CONF.format(module=module, user=user, workers=workers,
+                             log_level=log_level, threads=threads, redis=redis,
+                             org=org, api_base=api_base, key_file=key_file, port=port,
+                             http_extra=http_extra, listen_opts=listen_opts,
+                             server=server)
+
+
+class NginxProc:
+    """nginx (no daemon) on a free port, prefix workdir/nginx, the API key
+    in a 0600 file there; conf_of(key_file, port) -> nginx.conf's text."""
+
+    def __init__(self, workdir, nginx_bin, api_key, conf_of):
+        self.prefix = os.path.join(workdir, "nginx")
+        for d in ("logs", "temp"):
+            os.makedirs(os.path.join(self.prefix, d))
+        key_file = write_key_file(self.prefix, api_key)
+        self.port = free_port()
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf_of(key_file, self.port))
+        self.error_log = os.path.join(self.prefix, "logs", "error.log")
+        self.stderr = open(os.path.join(self.prefix, "logs", "stderr.log"), "wb")
+        self.proc = subprocess.Popen([nginx_bin, "-p", self.prefix + "/", "-c", self.conf,
+                                      "-e", self.error_log, "-g", "daemon off;"],
+                                     stdout=self.stderr, stderr=self.stderr)
+        if not wait_port(self.port, 20, self.proc) or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("nginx did not start: %s" % self.tail_log())
+
+    def wait_any_workers(self, timeout=10):
+        """The worker processes, once there is at least one (or [])."""
+        deadline = time.monotonic() + timeout
+        self.workers = []
+        while not self.workers and time.monotonic() < deadline:
+            self.workers = children_of(self.proc.pid)
+            time.sleep(0.05)
+        return self.workers
+
+    def worker_pids(self):
+        pids = children_of(self.proc.pid)
+        if pids:
+            self.workers = pids
+        return self.workers
+
+    def tail_log(self, n=5, match=None):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return ""
+        if match:
+            lines = [l for l in lines if any(m in l for m in match)]
+        return " | ".join(lines[-n:])
+
+    def stop(self):
+        if getattr(self, "http", None):
+            self.http.close()
+        stop_proc(self.proc, signal.SIGQUIT, 15)
+        self.stderr.close()
+
+
 # ---------------------------------------------------------------------- wrk
 
 WRK_TIMEOUT_S = 10
@@ -264,6 +368,20 @@ MAX_REQUESTS_PER_CONN = 20000
 
 # the ping probe's pause before each request, milliseconds
 PING_DELAY_MS = 10
+
+# The end of every script's done(): wrk's own latency statistics
+# (microseconds) as one line that Wrk.finish() reads (a %-template).
+WRK_LUA_RESULT = """\
+  io.write(string.format(
+    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
+    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
+    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
+    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
+    latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"""
 
 # The script reports wrk's own latency statistics (microseconds) as one line,
 # and stops each thread after MAX requests per connection.
@@ -281,16 +399,7 @@ function request()
 end
 function done(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format(
-    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
-    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
-    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
-    latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
-end
-"""
+""" + WRK_LUA_RESULT
 
 
 def lua_str(s):
@@ -322,12 +431,15 @@ class Wrk:
 
     def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False,
                  max_per_conn=None):
-        self.threads = threads
-        self.duration = duration
         name = "wrk-%d-%s.lua" % (os.getpid(), hashlib.sha1(
             ("%s|%d|%d|%s|%s" % (path, conns, threads, ping, max_per_conn)
              ).encode()).hexdigest()[:10])
         script = write_lua(tmp, name, path, max(1, conns // threads), ping, max_per_conn)
+        self._start(wrk_bin, tmp, port, path, conns, threads, duration, script)
+
+    def _start(self, wrk_bin, tmp, port, path, conns, threads, duration, script):
+        self.threads = threads
+        self.duration = duration
         self.argv = [wrk_bin, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
                      "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", script,
                      "http://127.0.0.1:%d%s" % (port, path)]
@@ -353,6 +465,8 @@ class Wrk:
         self.out.seek(0)
         text = self.out.read().decode(errors="replace")
         self.out.close()
+        # what the script wrote, for a subclass's own result lines
+        self.text = text
         m = re.search(r"^UMLO-RESULT (.*)$", text, re.M)
         if not m:
             raise RuntimeError("wrk gave no result (exit %s): %s" % (status, text[-500:]))
@@ -423,3 +537,44 @@ def shown_command(script, argv):
             a = rel if not rel.startswith("..") else "PATH"
         out.append(a if a and all(c.isalnum() or c in "-_.,/=:" for c in a) else "'%s'" % a)
     return " ".join(out)
+
+
+def write_doc_lines(path, lines):
+    """The document's lines to path, replaced whole (never half-written)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, path)
+
+
+def interrupt_on_sigterm():
+    """SIGTERM ends a benchmark like ^C: its processes are stopped."""
+    def terminate(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, terminate)
+
+
+def drop_workdir(tmp, keep):
+    if keep:
+        log("kept %s" % tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_bench(bench):
+    """bench.run(), then bench.stop() in any case -> exit code: 0, 130
+    (interrupted) or 1 (failed: logged with nginx's last errors)."""
+    rc = 0
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        log("interrupted")
+        rc = 130
+    except Exception as e:  # noqa: BLE001 -- reported, then cleaned up
+        log("FAILED: %s: %s" % (type(e).__name__, e))
+        if bench.nginx is not None:
+            log("nginx error log: %s" % bench.nginx.tail_log(8))
+        rc = 1
+    finally:
+        bench.stop()
+    return rc

@@ -30,7 +30,9 @@ import time
 import urllib.parse
 
 from umlo_bench_common import (
-    CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, Redis, Wrk, lua_str,
+    CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, NginxProc, Redis, Wrk,
+    WRK_LUA_RESULT, drop_workdir, interrupt_on_sigterm, run_bench, lua_str,
+    nginx_conf_text, shown_command as common_shown_command,
     children_of, cpu_times, first_line, free_port, log, machine_info,
     median_range as mrange, proc_stat_fields, proc_status_kb, proc_ticks, read_first_line, stop_proc, wait_port)
 
@@ -112,7 +114,10 @@ def http_get(port, path, timeout=120, headers=None, method="GET"):
 
 
 def http_json(port, path, method="GET", timeout=30):
-    status, hdrs, body, _ = http_get(port, path, timeout=timeout, method=method)
+    # umlo_sync takes state-changing requests only as JSON
+    headers = {"Content-Type": "application/json"} if method == "POST" else None
+    status, hdrs, body, _ = http_get(port, path, timeout=timeout, method=method,
+                                     headers=headers)
     try:
         doc = json.loads(body) if body else None
     except ValueError:
@@ -153,78 +158,28 @@ class Sim:
         self.stderr.close()
 
 
-NGINX_CONF = """\
-load_module {module};
-{user}worker_processes 2;
-pid logs/nginx.pid;
-lock_file logs/nginx.lock;
-error_log logs/error.log info;
-thread_pool umlo threads=4;
-
-events {{
-    worker_connections 1024;
-}}
-
-http {{
-    access_log off;
-    client_body_temp_path temp/client_body;
-    proxy_temp_path temp/proxy;
-    fastcgi_temp_path temp/fastcgi;
-    uwsgi_temp_path temp/uwsgi;
-    scgi_temp_path temp/scgi;
-
-    umlo_redis {redis};
-    umlo_org {org};
-    umlo_api_base {api_base};
-    umlo_api_key_file {key_file};
-    umlo_thread_pool umlo;
-
-    server {{
-        listen 127.0.0.1:{port}{listen_opts};
-
+SERVER = """
         # which worker answered: the benchmark times each worker's first load
         add_header X-Umlo-Worker $pid always;
 
-        location = /umlo/status {{ umlo_status; }}
-        location = /umlo/sync {{ umlo_sync; }}
-        location /umlo/users {{ umlo_users; }}
-        location = /umlo/dashboard {{ umlo_dashboard; }}
-        location = /ping {{ return 200 ok; }}
-    }}
-}}
-"""
+        location = /umlo/status { umlo_status; }
+        location = /umlo/sync { umlo_sync; }
+        location /umlo/users { umlo_users; }
+        location = /umlo/dashboard { umlo_dashboard; }
+        location = /ping { return 200 ok; }"""
 
 
 def nginx_conf(module, redis, api_base, key_file, port, reuseport=False):
-    user = "user root root;\n" if os.geteuid() == 0 else ""
-    return NGINX_CONF.format(module=module, user=user, redis=redis, org=ORG,
-                             api_base=api_base, key_file=key_file, port=port,
-                             listen_opts=" reuseport" if reuseport else "")
+    return nginx_conf_text(module, redis, ORG, api_base, key_file, port, SERVER,
+                           workers=2, log_level="info", threads=4,
+                           listen_opts=" reuseport" if reuseport else "")
 
 
-class Nginx:
+class Nginx(NginxProc):
     def __init__(self, workdir, nginx_bin, module, redis_port, sim_port, reuseport=False):
-        self.prefix = os.path.join(workdir, "nginx")
-        for d in ("logs", "temp"):
-            os.makedirs(os.path.join(self.prefix, d))
-        key_file = os.path.join(self.prefix, "api.key")
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, (API_KEY + "\n").encode())
-        os.close(fd)
-        self.port = free_port()
-        self.conf = os.path.join(self.prefix, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write(nginx_conf(module, "127.0.0.1:%d" % redis_port,
-                               "http://127.0.0.1:%d" % sim_port, key_file, self.port,
-                               reuseport))
-        self.error_log = os.path.join(self.prefix, "logs", "error.log")
-        self.stderr = open(os.path.join(self.prefix, "logs", "stderr.log"), "wb")
-        self.proc = subprocess.Popen([nginx_bin, "-p", self.prefix + "/", "-c", self.conf,
-                                      "-e", self.error_log, "-g", "daemon off;"],
-                                     stdout=self.stderr, stderr=self.stderr)
-        if not wait_port(self.port, 20, self.proc):
-            self.stop()
-            raise RuntimeError("nginx did not start: %s" % self.tail_log())
+        NginxProc.__init__(self, workdir, nginx_bin, API_KEY, lambda key_file, port: (
+            nginx_conf(module, "127.0.0.1:%d" % redis_port,
+                       "http://127.0.0.1:%d" % sim_port, key_file, port, reuseport)))
         self.workers = self._wait_workers(set(), 10)
 
     def _wait_workers(self, old, timeout):
@@ -258,14 +213,6 @@ class Nginx:
         """CPU ticks of the workers; a worker gone since is None."""
         return {p: proc_ticks(p) for p in self.workers}
 
-    def tail_log(self, n=5):
-        try:
-            with open(self.error_log, errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(lines[-n:])
-
     def log_lines(self, pattern):
         try:
             with open(self.error_log, errors="replace") as f:
@@ -276,11 +223,6 @@ class Nginx:
     @staticmethod
     def command():
         return "nginx -p $RUN/nginx/ -c $RUN/nginx/nginx.conf -g 'daemon off;'"
-
-    def stop(self):
-        stop_proc(self.proc, signal.SIGQUIT, 15)
-        self.stderr.close()
-
 
 # ---------------------------------------------------------------------- wrk
 
@@ -326,16 +268,7 @@ function done(summary, latency, requests)
     w = w + (t:get("wait") or 0)
   end
   io.write(string.format("UMLO-CACHE hit=%%d miss=%%d wait=%%d\\n", h, m, w))
-  io.write(string.format(
-    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
-    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
-    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
-    latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
-end
-"""
+""" + WRK_LUA_RESULT
 
 
 VARIED_NAME = "varied: another query each request"
@@ -407,14 +340,12 @@ def write_query_lua(tmp, name, paths, conns_per_thread, threads, ping=False, cou
     return fn
 
 
-class QueryWrk:
-    """One wrk process of a query load; its CPU use comes from wait4()'s
-    rusage."""
+class QueryWrk(Wrk):
+    """One wrk process of a query load (the common Wrk with the query
+    script), whose result adds the X-Umlo-Cache counts."""
 
     def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False,
                  paths=None, gen=None, start=0):
-        self.threads = threads
-        self.duration = duration
         paths = paths or [path]
         name = "wrk-%d-%s.lua" % (os.getpid(), hashlib.sha1(
             ("%s|%d|%d|%s|%d|%d|%d" % (path, conns, threads, ping, len(paths), bool(gen),
@@ -422,55 +353,17 @@ class QueryWrk:
         ).hexdigest()[:10])
         script = write_query_lua(tmp, name, paths, max(1, conns // threads), threads, ping,
                            count=len(paths) > 1 or bool(gen), gen=gen, start=start)
-        self.argv = [wrk_bin, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
-                     "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", script,
-                     "http://127.0.0.1:%d%s" % (port, path)]
-        self.out = tempfile.TemporaryFile(dir=tmp)
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=self.out, stderr=subprocess.STDOUT)
+        self._start(wrk_bin, tmp, port, path, conns, threads, duration, script)
 
     def finish(self):
-        deadline = self.t0 + self.duration + WRK_TIMEOUT_S + 15
-        ru = None
-        while True:
-            pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self.proc.returncode = status
-                break
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                pid, status, ru = os.wait4(self.proc.pid, 0)
-                self.proc.returncode = status
-                raise RuntimeError("wrk did not stop in time: %s" % " ".join(self.argv))
-            time.sleep(0.05)
-        wall = time.monotonic() - self.t0
-        self.out.seek(0)
-        text = self.out.read().decode(errors="replace")
-        self.out.close()
-        m = re.search(r"^UMLO-RESULT (.*)$", text, re.M)
-        if not m:
-            raise RuntimeError("wrk gave no result (exit %s): %s" % (status, text[-500:]))
-        r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-        c = re.search(r"^UMLO-CACHE (.*)$", text, re.M)
+        res = Wrk.finish(self)
+        c = re.search(r"^UMLO-CACHE (.*)$", self.text, re.M)
         cache = {k: int(v) for k, v in (kv.split("=") for kv in c.group(1).split())} \
             if c else {}
         if not any(cache.values()):
             cache = {}
-        dur = r["duration_us"] / 1e6
-        errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
-        return {
-            "requests": int(r["requests"]),
-            "rps": r["requests"] / dur if dur > 0 else None,
-            "mb_per_s": r["bytes"] / dur / 1e6 if dur > 0 else None,
-            "bytes_per_req": r["bytes"] / r["requests"] if r["requests"] else None,
-            "p50": r["p50"] / 1000.0, "p90": r["p90"] / 1000.0,
-            "p99": r["p99"] / 1000.0, "p999": r["p999"] / 1000.0,
-            "max": r["max"] / 1000.0, "mean": r["mean"] / 1000.0,
-            "errors": int(errors), "non2xx": int(r["status"]),
-            "timeouts": int(r["timeout"]),
-            "cpu_s": ru.ru_utime + ru.ru_stime, "wall": wall,
-            "cache": cache,
-        }
+        res["cache"] = cache
+        return res
 
 
 # ------------------------------------------------------------- measurement
@@ -1077,13 +970,7 @@ def versions(nginx_bin, wrk_bin, module, copy):
 
 
 def shown_command(argv):
-    out = ["python3", "bench/users_bench.py"]
-    for a in argv:
-        if os.path.isabs(a):
-            rel = os.path.relpath(a, REPO)
-            a = rel if not rel.startswith("..") else "PATH"
-        out.append(a if a and all(c.isalnum() or c in "-_.,/=:" for c in a) else "'%s'" % a)
-    return " ".join(out)
+    return common_shown_command("bench/users_bench.py", argv)
 
 
 def runs_of(res, kind, name=None, conns=None):
@@ -1569,23 +1456,8 @@ def main(argv=None):
 
     bench = Bench(args, tmp, module, sim_dir)
 
-    def terminate(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    rc = 0
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        log("interrupted")
-        rc = 130
-    except Exception as e:   # noqa: BLE001 - reported, then cleaned up
-        log("FAILED: %s" % e)
-        if bench.nginx is not None:
-            log("nginx error log: %s" % bench.nginx.tail_log(8))
-        rc = 1
-    finally:
-        bench.stop()
+    interrupt_on_sigterm()
+    rc = run_bench(bench)
     finished = time.time()
 
     if rc == 0:
@@ -1595,10 +1467,7 @@ def main(argv=None):
         if args.write != "-":
             write_doc(args.write, argv, bench.res, args, machine, vers, started, finished)
             log("wrote %s" % os.path.relpath(args.write, REPO))
-    if args.keep:
-        log("kept %s" % tmp)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    drop_workdir(tmp, args.keep)
     return rc
 
 

@@ -723,7 +723,10 @@ ngx_umlo_api_enqueue(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
  * per request sent and is set again from each fresh answer (an answer to
  * a request sent after the one we last used) as X-RateLimit-Remaining less
  * the requests still in flight, which the server may not have counted
- * yet.  So requests in flight never exceed the budget.
+ * yet.  So requests in flight never exceed the budget.  While the budget
+ * refills, that difference may be below zero: a debt that the next tokens
+ * pay first, since the requests in flight reach the server before any
+ * request sent now.
  *
  * The published limits are per minute, and a per-minute quota is a bucket
  * that refills at limit/60 s: between answers the estimate grows by one
@@ -732,8 +735,9 @@ ngx_umlo_api_enqueue(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
  * running at the refill rate without ever reaching the server's zero.
  *
  * A 429 despite the estimate may come from another client of the org
- * spending the same budget: the class waits for a token (or Retry-After)
- * and goes on.  A second 429, on a request sent after the first came
+ * spending the same budget: the class waits until the requests in flight
+ * have had their tokens and one more is there (or for Retry-After), and
+ * goes on.  A second 429, on a request sent after the first came
  * back, shows a server whose budget comes back all at once at
  * X-RateLimit-Reset (fixed windows): the class waits for the reset and
  * turns "windowed".  Then at zero it waits for the reset, and once more
@@ -803,8 +807,9 @@ ngx_umlo_api_may_send(ngx_umlo_api_t *api, ngx_umlo_api_class_t *cls,
             goto send;
         }
 
-        /* the next token, rounded up */
-        until = cls->stamp + (NGX_UMLO_API_WINDOW + cls->limit - 1)
+        /* the next token beyond any debt, rounded up */
+        until = cls->stamp + ((1 - (int64_t) cls->remaining)
+                              * NGX_UMLO_API_WINDOW + cls->limit - 1)
                              / cls->limit;
         if (until <= now) {
             until = now + 1;
@@ -1296,7 +1301,8 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
         }
 
         if (cls->known) {
-            cls->remaining = 0;
+            /* empty now; the requests in flight take the next tokens */
+            cls->remaining = refill ? -(long) cls->in_flight : 0;
             cls->stamp = now;
             cls->reset_at = cls->paused_until;
             cls->probe = 1;
@@ -1440,9 +1446,19 @@ ngx_umlo_api_rate_update(ngx_umlo_api_class_t *cls, ngx_umlo_api_req_t *req,
     cls->heard_left = remaining;
     cls->heard_reset = 0;
 
-    /* the server may not have counted the requests still in flight */
+    /*
+     * The server may not have counted the requests still in flight.  While
+     * the budget refills, what they lack is a debt: they take the next
+     * tokens before any request sent now, so it is kept, not rounded up
+     * to 0 (a request sent after one token would meet an empty bucket).
+     */
     est = remaining - (long) cls->in_flight;
-    cls->remaining = (est > 0) ? est : 0;
+
+    if (est < 0 && (cls->windowed || cls->limit <= 0)) {
+        est = 0;
+    }
+
+    cls->remaining = est;
     cls->stamp = now;
 
     wall = ngx_umlo_api_wall();
@@ -1965,7 +1981,8 @@ ngx_umlo_api_parse_retry_after(const char *s, size_t len, int64_t now_ms,
 
     /* an HTTP-date; curl_getdate() keeps no state, so is thread-safe */
     t = curl_getdate(buf, NULL);
-    if (t == (time_t) -1) {
+    if (t == (time_t) -1 || (int64_t) t > INT64_MAX / 1000) {
+        /* a date past the year 292 million: not a date (found by fuzz) */
         return -1;
     }
 

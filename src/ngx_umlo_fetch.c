@@ -63,6 +63,7 @@ typedef struct {
     json_t          *found;        /* selective: account id -> user */
     char            *group;        /* grants: the group's id */
     char            *cursor;       /* of the page last asked for */
+    char            *mark;         /* kept at page 2^n: finds cycles */
     unsigned         pages;
     unsigned         urgent:1;     /* later pages go first: users */
 } ngx_umlo_fetch_ctx_t;
@@ -358,10 +359,12 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
                                   (json_int_t) json_object_size(
                                                      job->model.products)));
 
-    snapshot = json_pack("{s:I,s:s,s:s,s:O}",
+    /* productAccess carried the activity: as fresh as the data */
+    snapshot = json_pack("{s:I,s:s,s:s,s:s,s:O}",
                          "generation", (json_int_t) job->gen,
                          "sync_id", job->id,
                          "data_as_of", asof,
+                         "activity_as_of", asof,
                          "counts", json_object_get(job->doc, "counts"));
     if (snapshot == NULL) {
         ngx_umlo_fetch_fail(job, "write", "out of memory");
@@ -627,9 +630,9 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
         (void) ngx_umlo_store_drop(&job->store, job->gen);
     }
 
-    summary = json_pack("{s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
+    summary = json_pack("{s:s,s:s,s:s,s:s,s:O,s:O,s:O,s:O,s:O}",
                         "id", job->id, "trigger", job->trigger,
-                        "state", state,
+                        "kind", job->kind, "state", state,
                         "started_at", json_object_get(job->doc, "started_at"),
                         "finished_at",
                         json_object_get(job->doc, "finished_at"),
@@ -835,6 +838,7 @@ ngx_umlo_fetch_ctx_free(ngx_umlo_fetch_ctx_t *ctx)
     free(ctx->path);
     free(ctx->group);
     free(ctx->cursor);
+    free(ctx->mark);
     free(ctx);
 }
 
@@ -977,8 +981,14 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
         return 0;
     }
 
-    /* a listing that hands back the same cursor would never end */
+    /*
+     * A listing that hands back a cursor it gave before would never end.
+     * Comparing with the last cursor and with one kept at every power of
+     * two pages (Brent) finds a cycle of any length within about twice
+     * its length, in constant memory.
+     */
     if ((ctx->cursor != NULL && strcmp(ctx->cursor, next) == 0)
+        || (ctx->mark != NULL && strcmp(ctx->mark, next) == 0)
         || ++ctx->pages >= NGX_UMLO_MAX_PAGES)
     {
         ngx_umlo_fetch_abort(ctx->job, "fetch", "the listing %s %s does not "
@@ -988,6 +998,11 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
                              : "repeated itself");
         ngx_umlo_fetch_ctx_free(ctx);
         return -1;
+    }
+
+    if ((ctx->pages & (ctx->pages - 1)) == 0) {
+        free(ctx->mark);
+        ctx->mark = strdup(next);
     }
 
     free(ctx->cursor);

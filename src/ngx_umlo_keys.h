@@ -30,6 +30,15 @@
  */
 #define NGX_UMLO_KEY_CURRENT     "umlo:{%s}:current"
 
+/* string: local date (YYYY-MM-DD) of the last daily sync slot handled */
+#define NGX_UMLO_KEY_DAILY       "umlo:{%s}:daily"
+
+/* string: when the next activity refresh is due (Redis clock, ms) */
+#define NGX_UMLO_KEY_ACTIVITY_NEXT  "umlo:{%s}:activity:next"
+
+/* string: activity lookups' pacing, the next free slot (Redis clock, ms) */
+#define NGX_UMLO_KEY_ACTIVITY_RATE  "umlo:{%s}:activity:rate"
+
 /* list: JSON summaries of finished syncs, newest first */
 #define NGX_UMLO_KEY_HISTORY     "umlo:{%s}:history"
 

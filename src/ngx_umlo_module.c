@@ -12,6 +12,8 @@
 #include "ngx_umlo_cache.h"
 #include "ngx_umlo_results.h"
 #include "ngx_umlo_store.h"
+#include "ngx_umlo_timer.h"
+#include "ngx_umlo_tz.h"
 #include "ngx_umlo_webhook.h"
 #include "ngx_umlo_keyexp.h"
 #include "ngx_umlo_bulk.h"
@@ -33,9 +35,17 @@ static char *ngx_umlo_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_umlo_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_activity_refresh(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_activity_rate(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_sync_daily(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_umlo_init_process(ngx_cycle_t *cycle);
 static void ngx_umlo_exit_process(ngx_cycle_t *cycle);
@@ -165,11 +175,53 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_activity_refresh"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_activity_refresh,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_activity_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_umlo_activity_rate,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_sync_daily"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_umlo_sync_daily,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_sync_catch_up"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, catch_up),
+      NULL },
+
     { ngx_string("umlo_users_cache"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_umlo_main_conf_t, users_cache),
+      NULL },
+
+    { ngx_string("umlo_body_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, body_max),
+      NULL },
+
+    { ngx_string("umlo_admin_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_admin_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("umlo_bulk_max_users"),
@@ -405,7 +457,13 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->activity_refresh = NGX_CONF_UNSET_MSEC;
+    umcf->activity_rate = NGX_CONF_UNSET_UINT;
+    umcf->activity_burst = NGX_CONF_UNSET_UINT;
+    umcf->daily = NGX_CONF_UNSET;
+    umcf->catch_up = NGX_CONF_UNSET;
     umcf->users_cache = NGX_CONF_UNSET_SIZE;
+    umcf->body_max = NGX_CONF_UNSET_SIZE;
     umcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     umcf->webhook_retries = NGX_CONF_UNSET_UINT;
     umcf->webhook_backoff = NGX_CONF_UNSET_MSEC;
@@ -438,7 +496,13 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_msec_value(umcf->activity_refresh, 86400000);
+    ngx_conf_init_uint_value(umcf->activity_rate, 200);
+    ngx_conf_init_uint_value(umcf->activity_burst, 1);
+    ngx_conf_init_value(umcf->daily, -1);
+    ngx_conf_init_value(umcf->catch_up, 1);
     ngx_conf_init_size_value(umcf->users_cache, 32 * 1024 * 1024);
+    ngx_conf_init_size_value(umcf->body_max, 64 * 1024);
     ngx_conf_init_msec_value(umcf->webhook_timeout, 5000);
     ngx_conf_init_uint_value(umcf->webhook_retries, 3);
     ngx_conf_init_msec_value(umcf->webhook_backoff, 1000);
@@ -746,6 +810,160 @@ ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 
 static char *
+ngx_umlo_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t  *value;
+
+    if (umcf->admin_token_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    umcf->admin_token_file = value[1];
+
+    if (ngx_umlo_read_secret(cf, &umcf->admin_token_file, &umcf->admin_token,
+                             "umlo_admin_token_file")
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_activity_refresh(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t   *value;
+    ngx_msec_t   ms;
+
+    if (umcf->activity_refresh != NGX_CONF_UNSET_MSEC) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        umcf->activity_refresh = 0;
+        return NGX_CONF_OK;
+    }
+
+    ms = ngx_parse_time(&value[1], 0);
+
+    /* a refresh walks every user: more often than this only wastes calls */
+    if (ms == (ngx_msec_t) NGX_ERROR || ms < 1000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid interval \"%V\": expected a time of at "
+                           "least 1s, such as 24h, or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf->activity_refresh = ms;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_activity_rate(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (umcf->activity_rate != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n < 1 || n > 100000) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid rate \"%V\": expected requests per "
+                           "minute, 1 to 100000", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf->activity_rate = n;
+    umcf->activity_burst = 1;
+
+    if (cf->args->nelts == 3) {
+        n = NGX_ERROR;
+
+        if (ngx_strncmp(value[2].data, "burst=", 6) == 0) {
+            n = ngx_atoi(value[2].data + 6, value[2].len - 6);
+        }
+
+        if (n < 1 || n > (ngx_int_t) umcf->activity_rate) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\": expected "
+                               "burst=N, N from 1 to the rate", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        umcf->activity_burst = n;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* umlo_sync_daily HH:MM[:SS] [ZONE] */
+
+static char *
+ngx_umlo_sync_daily(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    u_char     *p;
+    ngx_int_t   h, m, sec;
+    ngx_str_t  *value;
+
+    if (umcf->daily != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    p = value[1].data;
+    h = m = sec = -1;
+
+    if (value[1].len == 5 || value[1].len == 8) {
+        h = ngx_atoi(p, 2);
+        m = (p[2] == ':') ? ngx_atoi(p + 3, 2) : -1;
+        sec = 0;
+
+        if (value[1].len == 8) {
+            sec = (p[5] == ':') ? ngx_atoi(p + 6, 2) : -1;
+        }
+    }
+
+    if (h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 || sec > 59) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid time \"%V\": expected HH:MM (24-hour "
+                           "clock), such as 03:30", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    umcf->daily = h * 3600 + m * 60 + sec;
+
+    umcf->daily_tz = ngx_umlo_tz_load(cf, cf->args->nelts == 3 ? &value[2]
+                                                                : NULL);
+    if (umcf->daily_tz == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_umlo_loc_conf_t  *ulcf = conf;
@@ -918,6 +1136,10 @@ ngx_umlo_init_process(ngx_cycle_t *cycle)
 
     umcf->redis = ngx_umlo_redis_create(cycle, umcf);
     if (umcf->redis == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_umlo_timer_init(cycle, umcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -46,6 +46,20 @@ typedef struct {
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
     size_t                users_cache;       /* umlo_users_cache */
+    size_t                body_max;          /* umlo_body_max */
+    ngx_str_t             admin_token_file;  /* umlo_admin_token_file */
+    ngx_str_t             admin_token;       /* file contents: never logged */
+
+    ngx_msec_t            activity_refresh;  /* umlo_activity_refresh,
+                                                0: off */
+    ngx_uint_t            activity_rate;     /* umlo_activity_rate_limit */
+    ngx_uint_t            activity_burst;    /* ... burst= */
+
+    ngx_int_t             daily;             /* umlo_sync_daily: seconds
+                                                after local midnight, -1:
+                                                none */
+    void                 *daily_tz;          /* its ngx_umlo_tz_t */
+    ngx_flag_t            catch_up;          /* umlo_sync_catch_up */
 
     ngx_array_t          *webhooks;          /* umlo_webhook: of
                                                 ngx_umlo_webhook_t */

@@ -39,6 +39,11 @@ struct ngx_umlo_job_s {
     char                     id[NGX_UMLO_ID_LEN];
     char                     token[2 * NGX_UMLO_ID_LEN]; /* lock value */
     const char              *trigger;         /* manual, scheduled, ... */
+    const char              *kind;            /* full, selective,
+                                                 activity */
+    unsigned                 activity;        /* an activity refresh */
+    unsigned                 activity_rate;   /* lookups per minute */
+    unsigned                 activity_burst;
     json_t                  *users;           /* selective: account ids */
     json_t                  *doc;             /* the sync's status JSON */
 
@@ -100,11 +105,17 @@ extern const char  ngx_umlo_sync_start_lua[];
 
 ngx_umlo_job_t *ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf,
     const char *trigger);
+void ngx_umlo_sync_kind(ngx_umlo_job_t *job, const char *kind);
+ngx_int_t ngx_umlo_sync_post(ngx_umlo_job_t *job,
+    ngx_umlo_main_conf_t *umcf);
 void ngx_umlo_sync_release(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf);
 void ngx_umlo_sync_free(ngx_umlo_job_t *job);
 
 /* The thread's work: full or selective sync (ngx_umlo_fetch.c). */
 void ngx_umlo_fetch_run(ngx_umlo_job_t *job);
+
+/* The thread's work for an activity refresh (ngx_umlo_activity.c). */
+void ngx_umlo_activity_run(ngx_umlo_job_t *job);
 
 
 #endif /* _NGX_UMLO_SYNC_H_INCLUDED_ */

@@ -456,9 +456,10 @@ ngx_umlo_users_doc(redisReply *reply, void *data)
         json_decref(row);
     }
 
-    out = json_pack("{s:o,s:{s:I,s:s?,s:s?}}", "data", doc, "meta",
+    out = json_pack("{s:o,s:{s:I,s:s?,s:s?,s:s?}}", "data", doc, "meta",
                     "generation", (json_int_t) ctx->ref->snap->gen,
                     "data_as_of", ctx->ref->snap->data_as_of,
+                    "activity_as_of", ctx->ref->snap->activity_as_of,
                     "sync_id", ctx->ref->snap->sync_id);
 
     rc = out ? ngx_umlo_send_json(r, NGX_HTTP_OK, out)
@@ -499,6 +500,10 @@ ngx_umlo_users_csv(ngx_http_request_t *r)
     h->hash = 1;
     ngx_str_set(&h->key, "Content-Disposition");
     ngx_str_set(&h->value, "attachment; filename=\"users.csv\"");
+
+    if (ngx_umlo_add_safety_headers(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {

@@ -83,13 +83,6 @@ $t->start_nginx(
     },
 );
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 # Values later rows use, filled in by earlier rows' "then".
 my %v;
 
@@ -195,7 +188,7 @@ phase 'no snapshot yet',
 phase 'bad sync requests',
     (map { [ POST => '/umlo/sync', 400, body => $_->[0], code => $_->[1], invalid => $_->[2] // 1 ] }
         @bad_sync_bodies),
-    [ POST => '/umlo/sync', 413, body => '{"users":["' . ('a' x 40000) . '"]}', code => 'body_too_large',
+    [ POST => '/umlo/sync', 413, body => '{"users":["' . ('a' x 70000) . '"]}', code => 'body_too_large',
       invalid => 1 ];
 
 phase 'a selective sync before any full sync fails',
@@ -209,7 +202,7 @@ phase 'failed (no snapshot)',
 
 # --------------------------------------------------------------------------
 
-sim_ok(POST => 'config', { latencyMs => 1500 });
+$t->sim_ok(POST => 'config', { latencyMs => 1500 });
 phase 'a sync running',
     [ POST => '/umlo/sync', 202, json => { scope => 'full' }, then => sub { $v{running} = $_[0]{json}{id} } ];
 ok wait_for(sub { my $s = status_json($t); $s->{state} eq 'running' && ($s->{sync}{phase} // '') eq 'fetch' },
@@ -226,17 +219,17 @@ phase 'while it runs',
         json_contains $_[0]{json}, { cancelling => JSON::PP::true, sync => { id => $v{running} } },
             'cancelling it' } ];
 wait_state('cancelled');
-sim_ok(POST => 'config', { latencyMs => 0 });
+$t->sim_ok(POST => 'config', { latencyMs => 0 });
 phase 'cancelled',
     [ GET => '/umlo/status', 200, then => sub {
         json_contains $_[0]{json}{sync}, { state => 'cancelled', error => { where => 'cancel' } }, 'cancelled' } ];
 
 # --------------------------------------------------------------------------
 
-sim_ok(POST => 'config', { apiKey => 'not-the-key-0123456789' });
+$t->sim_ok(POST => 'config', { apiKey => 'not-the-key-0123456789' });
 phase 'a sync with a rejected key', [ POST => '/umlo/sync', 202 ];
 wait_state('failed');
-sim_ok(POST => 'config', { apiKey => $t->api_key });
+$t->sim_ok(POST => 'config', { apiKey => $t->api_key });
 phase 'failed',
     [ GET => '/umlo/status', 200, then => sub {
         json_contains $_[0]{json}{sync}, { state => 'failed', error => { message => qr/API key rejected/ },
@@ -245,7 +238,7 @@ phase 'failed',
 # --------------------------------------------------------------------------
 
 # a site whose product has no known capacity: null in facets and dashboard
-sim_ok(POST => 'sites', { products => ['confluence'], capacity => undef, groups => JSON::PP::true });
+$t->sim_ok(POST => 'sites', { products => ['confluence'], capacity => undef, groups => JSON::PP::true });
 
 phase 'a full sync', [ POST => '/umlo/sync', 202, then => sub {
     is $_[0]{json}{trigger}, 'manual', 'no body: a full (manual) sync' } ];

@@ -10,7 +10,6 @@ use warnings;
 use Test::More;
 use MIME::Base64 ();
 use IO::Socket::INET;
-use IO::Select;
 use Time::HiRes qw(time sleep);
 use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for);
@@ -43,18 +42,11 @@ die "no site with two products\n" unless $site;
 $host =~ s{[/:].*}{}s;
 my ($p1, $p2) = @{ $site->{products} }[0, 1];
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "$method /__sim/$path answered $r->{status}: $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
-my $g_jira = sim_ok(POST => 'groups', { name => 'bulk-access', roles => [
+my $g_jira = $t->sim_ok(POST => 'groups', { name => 'bulk-access', roles => [
     { resourceId => $p1->{id}, role => 'atlassian/user' },
     { resourceId => $p2->{id}, role => 'atlassian/user' } ] })->{id};
-my $g_prot = sim_ok(POST => 'groups', { name => 'bulk-protected' })->{id};
-my $g_extra = sim_ok(POST => 'groups', { name => 'bulk-extra' })->{id};
+my $g_prot = $t->sim_ok(POST => 'groups', { name => 'bulk-protected' })->{id};
+my $g_extra = $t->sim_ok(POST => 'groups', { name => 'bulk-extra' })->{id};
 
 my $org_ari = "ari:cloud:platform::org/" . $t->org;
 my %U = (
@@ -68,15 +60,14 @@ my %U = (
     gina  => { membershipStatus => 'suspended' },
     hank  => { accountStatus => 'inactive' },
 );
-sim_ok(POST => 'users', { users => [ map { {
+$t->sim_ok(POST => 'users', { users => [ map { {
     accountId => "bk-$_", name => "Bulkuser \u$_", email => "$_\@bulk.example.com",
     %{ $U{$_} } } } sort keys %U ] });
 
 $t->start_nginx(http_config => umlo_http_config($http),
     config => umlo_locations($locations));
 
-my ($st) = run_sync($t);
-die "the first sync did not succeed\n" unless $st && $st->{state} eq 'succeeded';
+my $st = first_sync($t);
 
 sub user { $t->sim_admin(GET => "org/users/bk-$_[0]")->{json} }
 sub in_group { my ($u, $g) = @_; scalar grep { $_ eq $g } @{ user($u)->{groups} } }
@@ -186,7 +177,7 @@ my ($dry, $token);
 
 subtest 'dry run of a filter: who and how, nothing changed' => sub {
     my $before = truth($t);
-    sim_ok(DELETE => 'stats');
+    $t->sim_ok(DELETE => 'stats');
     my $r = bulk({ action => 'remove_product', site => $host, product => $p1->{key},
                    filter => 'q=bulkuser&group=bulk-access' });
     is $t->sim_admin(GET => 'stats')->{json}{total}, 0, 'a dry run calls no Atlassian API';
@@ -232,22 +223,17 @@ subtest 'a body nginx keeps in two buffers' => sub {
         . substr($body, 0, 100);
     sleep 0.3;
     print {$s} substr($body, 100);
-    my $out = '';
-    my $sel = IO::Select->new($s);
-    while ($sel->can_read(5)) {
-        last unless sysread($s, my $buf, 65536);
-        $out .= $buf;
-    }
+    my $out = read_to_close($s, 5);
     like $out, qr{^HTTP/1\.1 200 }, 'read whole: 200' or diag $out;
     like $out, qr/"bk-frank"/, 'the plan names the user';
 };
 
 subtest 'the token runs the plan; a user changed meanwhile is skipped' => sub {
     # bob is suspended behind the module's back
-    sim_ok(POST => 'users/bk-bob/suspend');
+    $t->sim_ok(POST => 'users/bk-bob/suspend');
 
     my $rev0 = $t->redis('HGET', org_key($t, 'current'), 'rev') // 0;
-    sim_ok(DELETE => 'stats');
+    $t->sim_ok(DELETE => 'stats');
     my $r = bulk({ token => $token }, who => 'approver');
     is $r->{status}, 202, 'token accepted: 202' or diag $r->{body};
     is $r->{json}{dry_run_id}, $dry->{id}, 'refers to its dry run';
@@ -284,7 +270,7 @@ subtest 'the token runs the plan; a user changed meanwhile is skipped' => sub {
 
     $r = bulk({ token => $token });
     is $r->{status}, 404, 'a token runs once';
-    sim_ok(POST => 'users/bk-bob/restore');
+    $t->sim_ok(POST => 'users/bk-bob/restore');
 };
 
 subtest 'a token is bound to the snapshot version' => sub {
@@ -318,9 +304,9 @@ subtest 'suspend and restore' => sub {
 };
 
 subtest 'an Atlassian error fails that user only' => sub {
-    sim_ok(POST => 'faults', { error5xx => { match => 'suspend$', statuses => [500], count => 2 } });
+    $t->sim_ok(POST => 'faults', { error5xx => { match => 'suspend$', statuses => [500], count => 2 } });
     my $job = run_job({ action => 'suspend', users => ['bk-frank', 'bk-alice'] });
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
     my $u = by_id($job);
     is $job->{state}, 'succeeded', 'the job ends';
     is $u->{frank}{outcome}, 'failed', 'frank failed';
@@ -377,7 +363,7 @@ subtest 'the org lock: no job while a sync holds it' => sub {
 };
 
 subtest 'a running job holds the org lock: a sync waits; progress is visible' => sub {
-    sim_ok(POST => 'config', { latencyMs => 300 });
+    $t->sim_ok(POST => 'config', { latencyMs => 300 });
     my $r = bulk({ action => 'suspend', users => ['bk-frank', 'bk-alice'] });
     is $r->{status}, 202, 'job accepted' or diag $r->{body};
     my $id = $r->{json}{id};
@@ -390,7 +376,7 @@ subtest 'a running job holds the org lock: a sync waits; progress is visible' =>
     cmp_ok $doc->{progress}{done}, '<', 2, 'progress so far';
     is $doc->{progress}{total}, 2, 'of two users';
     $doc = wait_job($id);
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     is $doc->{state}, 'succeeded', 'the job finished';
     is $doc->{progress}{done}, 2, 'progress complete';
     is user($_)->{membershipStatus}, 'suspended', "$_ suspended" for qw(frank alice);
@@ -434,7 +420,7 @@ subtest 'stale data refused unless forced (second instance)' => sub {
 };
 
 subtest 'a reload stops a running job cleanly' => sub {
-    sim_ok(POST => 'config', { latencyMs => 400 });
+    $t->sim_ok(POST => 'config', { latencyMs => 400 });
     my $r = bulk({ action => 'suspend', users => [ map { "bk-$_" } qw(alice bob frank) ] });
     is $r->{status}, 202, 'job accepted' or diag $r->{body};
     my $id = $r->{json}{id};
@@ -442,7 +428,7 @@ subtest 'a reload stops a running job cleanly' => sub {
         timeout => 10, interval => 0.05);
     $t->reload_nginx;
     my $doc = wait_job($id);
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     is $doc->{state}, 'cancelled', 'cancelled';
     my %n = map { $_->{outcome} => 1 } @{ $doc->{users} };
     ok $n{not_run}, 'users not reached are not_run';

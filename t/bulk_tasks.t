@@ -71,23 +71,15 @@ my $locations = join "\n",
 $t->start_redis;
 $t->start_sim(profile => 'fast', users => 20, sites => 2, groups => 3, seed => 9);
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "$method /__sim/$path answered $r->{status}: $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
-my $g = sim_ok(POST => 'groups', { name => 'task-group' })->{id};
-sim_ok(POST => 'users', { users => [ map { {
+my $g = $t->sim_ok(POST => 'groups', { name => 'task-group' })->{id};
+$t->sim_ok(POST => 'users', { users => [ map { {
     accountId => "tk-$_", name => "Taskuser \u$_", email => "$_\@task.example.com",
     groups => ['task-group'] } } qw(a b c d) ] });
-sim_ok(POST => 'users', { users => [ { accountId => 'tk-e', name => 'Taskuser E',
+$t->sim_ok(POST => 'users', { users => [ { accountId => 'tk-e', name => 'Taskuser E',
     email => "e\@task.example.com" } ] });
 
 $t->start_nginx(http_config => umlo_http_config($http), config => umlo_locations($locations));
-my ($st) = run_sync($t);
-die "the first sync did not succeed\n" unless $st && $st->{state} eq 'succeeded';
+my $st = first_sync($t);
 
 sub user { $t->sim_admin(GET => "org/users/tk-$_[0]")->{json} }
 sub in_group { my ($u) = @_; scalar grep { $_ eq $g } @{ user($u)->{groups} } }
@@ -178,9 +170,9 @@ subtest 'create, list, read' => sub {
 subtest 'a run syncs the org first, then acts like a bulk job' => sub {
     # just before the run: c leaves the group, b is suspended, e joins it;
     # the snapshot still has all three as they were
-    sim_ok(POST => "groups/$g/members", { remove => ['tk-c'] });
-    sim_ok(POST => 'users/tk-b/suspend');
-    sim_ok(POST => "groups/$g/members", { add => ['tk-e'] });
+    $t->sim_ok(POST => "groups/$g/members", { remove => ['tk-c'] });
+    $t->sim_ok(POST => 'users/tk-b/suspend');
+    $t->sim_ok(POST => "groups/$g/members", { add => ['tk-e'] });
     my $gen = current_gen($t);
 
     my $r = tasks(POST => "/$id/run");
@@ -229,7 +221,7 @@ subtest 'a run syncs the org first, then acts like a bulk job' => sub {
 
 subtest 'a list of users: only they are re-read, no full sync' => sub {
     # d is back in the group in Atlassian, not in the snapshot
-    sim_ok(POST => "groups/$g/members", { add => ['tk-d'] });
+    $t->sim_ok(POST => "groups/$g/members", { add => ['tk-d'] });
     my $gen = current_gen($t);
     my $r = tasks(POST => '', { name => 'listed', users => [qw(tk-d tk-e)],
         action => 'add_to_group', group => 'task-group', schedule => { every => '1h' } });
@@ -252,7 +244,7 @@ subtest 'a list of users: only they are re-read, no full sync' => sub {
 
 subtest 'the org lock held: the run waits' => sub {
     $t->redis('SET', org_key($t, 'lock'), 'a-sync', 'PX', 30000);
-    sim_ok(POST => "groups/$g/members", { add => ['tk-a'] });
+    $t->sim_ok(POST => "groups/$g/members", { add => ['tk-a'] });
     my $prev = tasks(GET => "/$id")->{json}{last_run}{job};
     tasks(POST => "/$id/run");
     my $task = wait_run($id, $prev);
@@ -285,7 +277,7 @@ subtest 'two instances run a task once' => sub {
 };
 
 subtest 'a notice period: users are acted on once matched long enough' => sub {
-    sim_ok(POST => 'users', { users => [ map { {
+    $t->sim_ok(POST => 'users', { users => [ map { {
         accountId => "tk-n$_", name => "Noticeuser $_", email => "n$_\@task.example.com" } } 1 .. 3 ] });
     my $r = tasks(POST => '', { name => 'notice', filter => 'q=noticeuser&status=active',
         action => 'suspend', schedule => { every => '1h' }, notice => '8s' });
@@ -315,7 +307,7 @@ subtest 'a notice period: users are acted on once matched long enough' => sub {
     is tasks(GET => '/t-0123/notice')->{status}, 404, 'an unknown task: 404';
 
     # n3 no longer matches: off the list, and not acted on when due
-    sim_ok(POST => 'users/tk-n3/suspend');
+    $t->sim_ok(POST => 'users/tk-n3/suspend');
 
     tasks(POST => "/$nid/run");
     $task = wait_run($nid, $task->{last_run}{job});
@@ -339,11 +331,11 @@ subtest 'a notice period: users are acted on once matched long enough' => sub {
 
 subtest 'a failed full sync fails the run, and nothing is done' => sub {
     ok in_group('a'), 'a is in the group (since the postponed run)';
-    sim_ok(POST => 'faults', { keyExpiresAt => '2020-01-01T00:00:00Z' });
+    $t->sim_ok(POST => 'faults', { keyExpiresAt => '2020-01-01T00:00:00Z' });
     my $prev = tasks(GET => "/$id")->{json}{last_run}{job};
     tasks(POST => "/$id/run");
     my $task = wait_run($id, $prev);
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
     is $task->{last_run}{state}, 'failed', 'failed' or diag explain $task;
     json_contains $task->{last_run}{sync}, { state => 'failed' }, 'the sync failed';
     like $task->{last_run}{error}, qr/full sync \S+ failed before the run: .*key/i, "saying why"
@@ -366,6 +358,11 @@ subtest 'delete' => sub {
     is tasks(DELETE => "/$id")->{status}, 404, 'twice: 404';
     ok !defined $t->redis('ZSCORE', org_key($t, 'tasks', 'due'), $id), 'no longer scheduled';
 };
+
+# the webhook is a place the key must not reach either
+my $hook_text = -f $hooks ? do { local (@ARGV, $/) = $hooks; <> } // '' : '';
+ok length($hook_text) && index($hook_text, $t->api_key) < 0,
+    'the API key is in no webhook body (' . length($hook_text) . ' bytes checked)';
 
 final_checks($t, names => [qw(main second)]);
 

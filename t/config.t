@@ -180,13 +180,8 @@ subtest 'unix socket, password and db= at run time' => sub {
     $t->redis('AUTH', 's3cret-redis-pass');
     $t->start_sim(users => 30, sites => 1, groups => 5, seed => 9, profile => 'fast');
     $t->start_nginx(
-        http_config => qq{
-            umlo_redis unix:$sock db=5 password_file=$pw_file;
-            umlo_api_base \$UMLO_SIM;
-            umlo_org \$UMLO_ORG;
-            umlo_api_key_file \$UMLO_KEY_FILE;
-            umlo_thread_pool umlo;
-        },
+        http_config => umlo_http_config(undef,
+            redis => "unix:$sock db=5 password_file=$pw_file"),
         config => $locations,
     );
     my $r = req($t, GET => '/umlo/status');
@@ -209,13 +204,8 @@ subtest 'wrong Redis password: 503 that says so' => sub {
     my $bad = spew('bad.pw', "wrong-pass\n");
     $t->stop_nginx;
     $t->start_nginx(
-        http_config => qq{
-            umlo_redis unix:@{[ $t->path('redis', 'redis.sock') ]} password_file=$bad;
-            umlo_api_base \$UMLO_SIM;
-            umlo_org \$UMLO_ORG;
-            umlo_api_key_file \$UMLO_KEY_FILE;
-            umlo_thread_pool umlo;
-        },
+        http_config => umlo_http_config(undef,
+            redis => 'unix:' . $t->path('redis', 'redis.sock') . " password_file=$bad"),
         config => $locations,
     );
     my $r = req($t, GET => '/umlo/status');

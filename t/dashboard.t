@@ -23,13 +23,6 @@ start_users_stack($t,
 use constant DAY_MS => 86_400_000;
 my @WINDOWS = (30, 60, 90, 180);
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 # The dashboard expected from the truth, with the same "now".
 sub expected_dashboard {
     my ($m, $now) = @_;
@@ -112,8 +105,7 @@ subtest 'before any sync: 404 no_snapshot' => sub {
     json_contains $r->{json}, { error => { status => 404, code => 'no_snapshot' } }, 'no_snapshot';
 };
 
-my ($st) = run_sync($t);
-die "the first sync did not succeed\n" unless $st && $st->{state} eq 'succeeded';
+my $st = first_sync($t);
 my $truth = truth($t);
 my $m = build_model($truth);
 my $gen = current_gen($t);
@@ -199,9 +191,9 @@ subtest 'metrics match the truth' => sub {
 
 subtest 'a failed sync: last_sync shows it, the data stays' => sub {
     my $before = get_ok($t, '/umlo/dashboard');
-    sim_ok(POST => 'config', { apiKey => 'not-the-key' });
+    $t->sim_ok(POST => 'config', { apiKey => 'not-the-key' });
     my ($fst) = run_sync($t, timeout => 60);
-    sim_ok(POST => 'config', { apiKey => $t->api_key });
+    $t->sim_ok(POST => 'config', { apiKey => $t->api_key });
     is $fst && $fst->{state}, 'failed', 'the sync failed (the key is refused)';
     my $d = get_ok($t, '/umlo/dashboard');
     json_contains $d->{last_sync}, { id => $fst->{sync}{id}, state => 'failed',
@@ -216,11 +208,11 @@ subtest 'a failed sync: last_sync shows it, the data stays' => sub {
 subtest 'during a sync: answers from the previous snapshot, then the new one' => sub {
     my $before = get_ok($t, '/umlo/dashboard');
     my $list = get_ok($t, '/umlo/users?limit=5');
-    my $added = sim_ok(POST => 'users', { count => 25 })->{created};
+    my $added = $t->sim_ok(POST => 'users', { count => 25 })->{created};
     my $truth2 = truth($t);
     my $n2 = scalar v2_users($truth2);
     cmp_ok $n2, '>', $n, "the org grew to $n2 v2 users";
-    sim_ok(POST => 'config', { latencyMs => 700 });
+    $t->sim_ok(POST => 'config', { latencyMs => 700 });
     my $mark = $t->error_log_mark;
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'a sync started';
@@ -247,7 +239,7 @@ subtest 'during a sync: answers from the previous snapshot, then the new one' =>
     cmp_ok $checks, '>=', 2, "$checks rounds of queries while the sync ran";
     ok !@bad, 'while it ran: the previous generation, its data, its metrics' or diag join "\n", @bad[ 0 .. ($#bad > 5 ? 5 : $#bad) ];
     my $done = wait_sync($t, $r->{json}{id}, timeout => 60);
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     is $done && $done->{state}, 'succeeded', 'the sync succeeded';
     my $g2 = $done ? $done->{snapshot}{generation} : -1;
     cmp_ok $g2, '>', $gen, "the new snapshot is generation $g2";

@@ -23,13 +23,6 @@ start_stack($t,
 );
 my $key = $t->api_key;
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 # A strict reader of the text format 0.0.4: returns ({name => {labels
 # text => value}}, {name => type}, [errors]).
 sub parse_prom {
@@ -128,9 +121,9 @@ subtest 'several syncs' => sub {
     is $st && $st->{state}, 'succeeded', 'a selective sync';
     push @ids, $st->{sync}{id};
 
-    sim_ok(POST => 'config', { apiKey => 'wrong-key-0123456789abcdef' });
+    $t->sim_ok(POST => 'config', { apiKey => 'wrong-key-0123456789abcdef' });
     ($st) = run_sync($t);
-    sim_ok(POST => 'config', { apiKey => $key });
+    $t->sim_ok(POST => 'config', { apiKey => $key });
     is $st && $st->{state}, 'failed', 'a failed sync';
     push @ids, $st->{sync}{id};
 };
@@ -247,9 +240,9 @@ subtest 'metrics' => sub {
 
 subtest 'rate limits and retries counted' => sub {
     my ($before) = metrics();
-    sim_ok(POST => 'faults', { error5xx => { rate => 1, count => 2, statuses => [503] } });
+    $t->sim_ok(POST => 'faults', { error5xx => { rate => 1, count => 2, statuses => [503] } });
     my ($st) = run_sync($t);
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
     is $st && $st->{state}, 'succeeded', 'a sync through two 503s' or return;
     my ($after) = metrics();
     is $after->{umlo_api_retries_total}{''} - $before->{umlo_api_retries_total}{''}, $st->{sync}{api}{retries},
@@ -262,14 +255,14 @@ subtest 'rate limits and retries counted' => sub {
 };
 
 subtest 'running' => sub {
-    sim_ok(POST => 'config', { latencyMs => 600 });
+    $t->sim_ok(POST => 'config', { latencyMs => 600 });
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'started';
     ok wait_for(sub { (metrics('b'))[0]{umlo_sync_running}{''} == 1 }, timeout => 10),
         'umlo_sync_running 1 on the other instance';
     req($t, DELETE => '/umlo/sync');
     wait_sync($t, $r->{json}{id}, timeout => 30);
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     is +(metrics())[0]{umlo_sync_running}{''}, 0, 'then 0';
     is +(metrics())[0]{umlo_syncs_total}{'trigger="manual",outcome="cancelled"'}, 1, 'counted as cancelled';
 };

@@ -20,7 +20,8 @@ use POSIX qw(strftime);
 # keep in step with "Redis ACL" in docs/operations.md
 my @COMMANDS = qw(auth select eval get set del unlink hget hmget hlen hscan
     hvals hset hdel hincrby hgetall lpush rpush lpop ltrim lrange multi exec
-    incr pexpire pttl zadd zrangebyscore zrem hexists);
+    incr pexpire pttl zadd zrangebyscore zrem hexists
+    exists time watch unwatch discard);
 
 my $doc = do { local (@ARGV, $/) = 'docs/operations.md'; <> };
 for my $c (@COMMANDS) {
@@ -45,12 +46,16 @@ is $t->redis('ACL', 'SETUSER', 'default', 'on', ">$pw", 'resetkeys', '~umlo:*',
 $t->start_sim(profile => 'fast', users => 60, sites => 2, groups => 5, seed => 4);
 my $rx = Umlo::Webhook->start($t);
 my $soon = strftime('%Y-%m-%d', gmtime(time + 3 * 86400));
+# the catch-up claim runs its script at start-up and finds the day done
+$t->redis(SET => 'umlo:{' . $t->org . '}:daily', '9999-12-31');
 $t->start_nginx(
     http_config => join("\n",
         "umlo_redis \$UMLO_REDIS password_file=$pass;",
         'umlo_api_base $UMLO_SIM;', 'umlo_org $UMLO_ORG;',
         'umlo_api_key_file $UMLO_KEY_FILE;', 'umlo_thread_pool umlo;',
         'umlo_sync_grace 1s;', 'umlo_tasks_interval 1s;',
+        'umlo_sync_daily 03:00 Europe/Berlin;', 'umlo_sync_catch_up on;',
+        'umlo_activity_refresh 1h;',
         "umlo_api_key_expires $soon;",
         'umlo_webhook ' . $rx->url('/ok') . ';'),
     config => join("\n", umlo_locations(), users_locations(),
@@ -72,6 +77,14 @@ my $id = $users->{json} && $users->{json}{data}[0]{id};
 my ($st) = run_sync($t, json => { users => [ $id, 'gone-user-1' ] });
 my $r;
 is $st && $st->{state}, 'succeeded', 'selective sync succeeds';
+
+# an activity refresh, with lookups through the pacer (and the timers'
+# scripts, armed since start-up, run under the same rule)
+$t->sim_admin(POST => 'config', { hideAccessTimestamps => 0.3 });
+($st) = run_sync($t, json => { activity => JSON::PP::true });
+is $st && $st->{state}, 'succeeded', 'activity refresh succeeds' or diag encode_json($st && $st->{sync});
+ok $st && $st->{sync}{counts}{lookups} > 0, 'with lookups';
+$t->sim_admin(POST => 'config', { hideAccessTimestamps => 0 });
 
 for my $path ('/umlo/users?status=active', "/umlo/users/$id", '/umlo/users/facets',
               '/umlo/dashboard', '/umlo/status', '/umlo/history', '/umlo/metrics') {

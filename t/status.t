@@ -5,8 +5,6 @@ use warnings;
 # every worker gives the same answer.
 
 use Test::More;
-use IO::Select;
-use IO::Socket::INET;
 use Time::HiRes qw(time);
 use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for free_port);
@@ -32,23 +30,6 @@ start_stack($t,
 );
 
 my $org = $t->org;
-
-# raw HTTP/1.1 exchange: returns everything the server sent before closing
-sub raw_http {
-    my ($port, $data) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5)
-        or die "connect: $!";
-    print {$s} $data;
-    my $out = '';
-    my $sel = IO::Select->new($s);
-    while ($sel->can_read(3)) {
-        my $n = sysread($s, my $buf, 65536);
-        last unless $n;
-        $out .= $buf;
-    }
-    push @Umlo::Sync::RESPONSES, $out;
-    return $out;
-}
 
 subtest 'idle status before any sync' => sub {
     my $r = req($t, GET => '/umlo/status');

@@ -7,7 +7,6 @@ use utf8;
 # generation clean-up, selective syncs, edge-case orgs.
 
 use Test::More;
-use IO::Select;
 use IO::Socket::INET;
 use Time::HiRes qw(time);
 use lib 't/lib';
@@ -27,13 +26,6 @@ start_stack($t,
 );
 my $org = $t->org;
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 sub history {
     return [ map { decode_json($_) } @{ $t->redis('LRANGE', org_key($t, 'history'), 0, -1) } ];
 }
@@ -41,22 +33,6 @@ sub history {
 sub gen_keys {
     my ($gen) = @_;
     return [ sort @{ $t->redis('KEYS', org_key($t, 'g', $gen, '*')) } ];
-}
-
-sub raw_http {
-    my ($data) = @_;
-    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $t->nginx_port,
-        Timeout => 5) or die "connect: $!";
-    print {$s} $data;
-    my $out = '';
-    my $sel = IO::Select->new($s);
-    while ($sel->can_read(3)) {
-        my $n = sysread($s, my $buf, 65536);
-        last unless $n;
-        $out .= $buf;
-    }
-    push @Umlo::Sync::RESPONSES, $out;
-    return $out;
 }
 
 # --------------------------------------------------------------------------
@@ -130,13 +106,13 @@ subtest 'methods on the sync location' => sub {
         message => qr/no sync/ } }, 'code not_running';
 
     my $inner = "GET /smuggled HTTP/1.1\r\nHost: inner\r\n\r\n";
-    my $out = raw_http("PUT /umlo/sync HTTP/1.1\r\nHost: a\r\nContent-Length: " . length($inner)
+    my $out = raw_http($t->nginx_port, "PUT /umlo/sync HTTP/1.1\r\nHost: a\r\nContent-Length: " . length($inner)
         . "\r\n\r\n$inner" . "GET /umlo/status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     my @codes = $out =~ m{^HTTP/1\.1 (\d{3})}mg;
     {
         is "@codes", '405 200', 'a refused PUT body is not parsed as the next request';
     }
-    $out = raw_http("DELETE /umlo/sync HTTP/1.1\r\nHost: a\r\nContent-Length: " . length($inner)
+    $out = raw_http($t->nginx_port, "DELETE /umlo/sync HTTP/1.1\r\nHost: a\r\nContent-Length: " . length($inner)
         . "\r\n\r\n$inner" . "GET /umlo/status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
     @codes = $out =~ m{^HTTP/1\.1 (\d{3})}mg;
     is "@codes", '409 200', 'a DELETE body is discarded';
@@ -147,7 +123,7 @@ subtest 'methods on the sync location' => sub {
 my ($first, $truth1);
 
 subtest 'full sync: answers and status document' => sub {
-    sim_ok(POST => 'stats/reset');
+    $t->sim_ok(POST => 'stats/reset');
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'POST with an empty body: 202';
     like $r->{headers}{'content-type'}, qr{^application/json\b}, 'JSON';
@@ -176,7 +152,7 @@ subtest 'full sync: answers and status document' => sub {
         },
     }, 'succeeded document';
     check_snapshot_meta($st, $snap, $truth1, 'first sync');
-    my $stats = sim_ok(GET => 'stats');
+    my $stats = $t->sim_ok(GET => 'stats');
     is $st->{sync}{api}{calls}, $stats->{total}, 'api.calls is the number of API requests the simulator saw';
     is $stats->{sent5xx} + $stats->{sent429}, 0, 'no errors on the way';
     {
@@ -269,7 +245,7 @@ subtest 'second full sync with {"scope":"full"}: a new generation' => sub {
 };
 
 subtest 'request bodies: chunked, too large' => sub {
-    my $out = raw_http("POST /umlo/sync HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+    my $out = raw_http($t->nginx_port, "POST /umlo/sync HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
         . "Content-Type: application/json\r\nConnection: close\r\n\r\n"
         . "5\r\n{\"sco\r\nb\r\npe\":\"full\"}\r\n0\r\n\r\n");
     my ($code) = $out =~ m{^HTTP/1\.1 (\d{3})};
@@ -289,13 +265,7 @@ subtest 'request bodies: chunked, too large' => sub {
         . "Content-Length: " . length($split) . "\r\nConnection: close\r\n\r\n" . substr($split, 0, 100);
     select(undef, undef, undef, 0.3);
     print {$s} substr($split, 100);
-    $out = '';
-    my $sel = IO::Select->new($s);
-    while ($sel->can_read(5)) {
-        my $n = sysread($s, my $buf, 65536);
-        last unless $n;
-        $out .= $buf;
-    }
+    $out = read_to_close($s, 5);
     push @Umlo::Sync::RESPONSES, $out;
     ($code) = $out =~ m{^HTTP/1\.1 (\d{3})};
     is $code, 202, 'a body arriving after the headers, in two reads, is accepted'
@@ -305,11 +275,11 @@ subtest 'request bodies: chunked, too large' => sub {
     $st = wait_sync($t, $doc->{id});
     is $st && $st->{state}, 'succeeded', 'and that sync succeeds';
 
-    my $r = req($t, POST => '/umlo/sync', body => '{"scope":"full"' . (' ' x 40000) . '}',
+    my $r = req($t, POST => '/umlo/sync', body => '{"scope":"full"' . (' ' x 70000) . '}',
         headers => { 'Content-Type' => 'application/json' });
-    is $r->{status}, 413, 'a body larger than client_body_buffer_size: 413';
+    is $r->{status}, 413, 'a body larger than umlo_body_max (64k): 413';
     json_contains $r->{json}, { error => { status => 413, code => 'body_too_large',
-        message => qr/client_body_buffer_size/ } }, 'the error names the setting';
+        message => qr/umlo_body_max/ } }, 'the error names the setting';
     is status_json($t)->{sync}{id}, $doc->{id}, 'no sync started';
 };
 
@@ -319,7 +289,7 @@ subtest 'while running: progress, 409, DELETE cancels' => sub {
     my $prev = status_json($t);
     my $gen = $prev->{snapshot}{generation};
     my $users_before = $t->redis('HGETALL', org_key($t, 'g', $gen, 'users'));
-    sim_ok(POST => 'config', { latencyMs => 1200 });
+    $t->sim_ok(POST => 'config', { latencyMs => 1200 });
 
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'slow sync accepted';
@@ -353,7 +323,7 @@ subtest 'while running: progress, 409, DELETE cancels' => sub {
     my $t0 = time;
     my $st = wait_sync($t, $id, timeout => 20);
     my $took = time - $t0;
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     json_contains $st, { state => 'cancelled', running => JSON::PP::false,
         sync => { id => $id, state => 'cancelled', finished_at => sub { $_[0] =~ /^\d+$/ },
             error => { where => 'cancel', message => qr/cancel.*previous data stays current/i } },
@@ -425,15 +395,15 @@ subtest 'selective sync after changes in the org' => sub {
 
     # u1: new name and no email; u2: moved between groups; u3: deactivated;
     # u4: removed from the org; u5: renamed but not requested
-    sim_ok(PATCH => "users/$u1", { name => "Ærøskøbing Ünïcødé 🚀 測試", email => undef });
+    $t->sim_ok(PATCH => "users/$u1", { name => "Ærøskøbing Ünïcødé 🚀 測試", email => undef });
     my %in = map { $_->{id} => 1 } @{ $snap0->{users}{$u2}{groups} };
     my ($grant_group) = grep { !$in{ $_->{id} } && @{ $_->{roleAssignments} } } @{ $truth->{groups} };
     my ($leave_group) = grep { $in{ $_->{id} } } @{ $truth->{groups} };
-    sim_ok(POST => "groups/$grant_group->{id}/members", { add => [$u2] });
-    sim_ok(POST => "groups/$leave_group->{id}/members", { remove => [$u2] }) if $leave_group;
-    sim_ok(POST => "users/$u3/deactivate");
-    sim_ok(DELETE => "users/$u4");
-    sim_ok(PATCH => "users/$u5", { name => 'Not Requested' });
+    $t->sim_ok(POST => "groups/$grant_group->{id}/members", { add => [$u2] });
+    $t->sim_ok(POST => "groups/$leave_group->{id}/members", { remove => [$u2] }) if $leave_group;
+    $t->sim_ok(POST => "users/$u3/deactivate");
+    $t->sim_ok(DELETE => "users/$u4");
+    $t->sim_ok(PATCH => "users/$u5", { name => 'Not Requested' });
 
     my ($st, $r) = run_sync($t, json => { users => [ $u1, $u2, $u3, $u4 ] });
     json_contains $r->{json}, { trigger => 'selective', users_requested => [ $u1, $u2, $u3, $u4 ] },
@@ -479,7 +449,7 @@ subtest 'selective sync of unknown ids' => sub {
 subtest 'users added through the admin API: names, emails' => sub {
     my @names = ("Ωmega Ελληνικά", "אבי כהן", "Ñandú Güemes", "Emoji 🙂 Person", "Tab\tand \"quotes\" \\ slash",
                  "Zero\x{200b}Width", "Ａｂｃ Fullwidth", "Ĳsbrand van der Ĳssel");
-    my $created = sim_ok(POST => 'users', { users => [
+    my $created = $t->sim_ok(POST => 'users', { users => [
         (map { { name => $_, email => undef, groups => ['engineering'], accountType => 'atlassian' } } @names),
         { name => 'Plain Person', email => 'plain.person@example.test', accountType => 'atlassian' },
     ] })->{created};

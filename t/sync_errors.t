@@ -22,13 +22,6 @@ start_stack($t,
 my $org = $t->org;
 my $key = $t->api_key;
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 sub users_dump {
     my ($gen) = @_;
     my $flat = $t->redis('HGETALL', org_key($t, 'g', $gen, 'users'));
@@ -82,8 +75,8 @@ subtest 'baseline' => sub {
 };
 
 subtest 'API key rejected (wrong key)' => sub {
-    sim_ok(POST => 'config', { apiKey => 'some-other-key-0123456789' });
-    sim_ok(POST => 'stats/reset');
+    $t->sim_ok(POST => 'config', { apiKey => 'some-other-key-0123456789' });
+    $t->sim_ok(POST => 'stats/reset');
     my ($st) = failed_sync('wrong key');
     json_contains $st, { sync => {
         error => { where => qr/./, message => qr/^Organization API key rejected: check umlo_api_key_file and its expiry/ },
@@ -91,35 +84,35 @@ subtest 'API key rejected (wrong key)' => sub {
         finished_at => qr/^\d+$/ } }, 'the message says the key was rejected; no retries';
     like $st->{sync}{error}{message}, qr/401/, 'and mentions the 401';
     unlike $st->{sync}{error}{message}, qr/\Q$key\E|some-other-key/, 'no key in the message';
-    my $stats = sim_ok(GET => 'stats');
+    my $stats = $t->sim_ok(GET => 'stats');
     cmp_ok $stats->{total}, '<=', 9, "it gave up after the first answers ($stats->{total} requests)";
     snapshot_untouched($st, 'wrong key');
     $t->assert_error_log(qr/umlo: manual sync \S+ failed at \S+: Organization API key rejected/,
         desc => 'the failure is logged');
-    sim_ok(POST => 'config', { apiKey => $key });
+    $t->sim_ok(POST => 'config', { apiKey => $key });
 };
 
 subtest 'API key expired' => sub {
-    sim_ok(POST => 'faults', { keyExpiresAt => '2020-01-01T00:00:00Z' });
+    $t->sim_ok(POST => 'faults', { keyExpiresAt => '2020-01-01T00:00:00Z' });
     my ($st) = failed_sync('expired key');
     like $st->{sync}{error}{message}, qr/^Organization API key rejected: check umlo_api_key_file and its expiry/,
         'same message for an expired key';
     snapshot_untouched($st, 'expired key');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 };
 
 subtest '5xx burst that recovers' => sub {
-    sim_ok(POST => 'stats/reset');
-    sim_ok(POST => 'faults', { error5xx => { rate => 1, count => 3, match => 'users/search',
+    $t->sim_ok(POST => 'stats/reset');
+    $t->sim_ok(POST => 'faults', { error5xx => { rate => 1, count => 3, match => 'users/search',
         statuses => [ 500, 502, 503 ] } });
     my ($st) = run_sync($t);
     json_contains $st, { state => 'succeeded', sync => { error => undef,
         api => { retries => 3, errors => 0 } } }, 'succeeded after 3 retries';
-    my $stats = sim_ok(GET => 'stats');
+    my $stats = $t->sim_ok(GET => 'stats');
     is $stats->{sent5xx}, 3, 'the simulator sent three 5xx';
     is $st->{sync}{api}{calls}, $stats->{total}, 'api.calls counts the retried requests too';
     compare_with_truth(snapshot($t), truth($t), 'after the burst');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
     set_base($st);
 };
 
@@ -127,10 +120,10 @@ subtest 'a late workspaces listing does not lose product details' => sub {
     # The workspaces listing (product -> site, product key) needs three
     # retries, so it completes long after the groups and the users: users
     # must still get their sites.
-    sim_ok(POST => 'faults', { error5xx => { rate => 1, count => 3, match => 'workspaces', statuses => [503] } });
+    $t->sim_ok(POST => 'faults', { error5xx => { rate => 1, count => 3, match => 'workspaces', statuses => [503] } });
     my ($st) = run_sync($t);
     is $st && $st->{state}, 'succeeded', 'succeeded';
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
     my $snap = snapshot($t);
     my $truth = truth($t);
     my @unknown = grep { grep { ($_->{site} // '') eq 'unknown' && $_->{resource_id} !~ /^ari:cloud:platform:/ }
@@ -146,7 +139,7 @@ subtest 'a late workspaces listing does not lose product details' => sub {
 };
 
 subtest 'persistent 5xx: failed, naming the endpoint and status' => sub {
-    sim_ok(POST => 'faults', { error5xx => { rate => 1, match => 'groups/search', statuses => [503] } });
+    $t->sim_ok(POST => 'faults', { error5xx => { rate => 1, match => 'groups/search', statuses => [503] } });
     my ($st, $took) = failed_sync('persistent 503');
     json_contains $st, { sync => { error => {
         where => 'groups',
@@ -154,19 +147,19 @@ subtest 'persistent 5xx: failed, naming the endpoint and status' => sub {
         api => { retries => sub { $_[0] >= 3 } } } }, 'error names the endpoint, the status and the attempts';
     cmp_ok $took, '<', 15, sprintf('gave up after the backoff (%.1fs)', $took);
     snapshot_untouched($st, 'persistent 503');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 
-    sim_ok(POST => 'faults', { error5xx => { rate => 1, match => 'users/search', statuses => [500] } });
+    $t->sim_ok(POST => 'faults', { error5xx => { rate => 1, match => 'users/search', statuses => [500] } });
     ($st) = failed_sync('persistent 500');
     like $st->{sync}{error}{message},
         qr{POST /admin/v2/orgs/\Q$org\E/directories/-/users/search: HTTP 500 after 4 attempts},
         'a 500 from the users listing too';
     snapshot_untouched($st, 'persistent 500');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 };
 
 subtest 'timeouts: retried, then failed naming the endpoint' => sub {
-    sim_ok(POST => 'faults', { hang => { rate => 1, match => 'workspaces', delayMs => 0 } });
+    $t->sim_ok(POST => 'faults', { hang => { rate => 1, match => 'workspaces', delayMs => 0 } });
     my ($st, $took) = failed_sync('hanging workspaces', timeout => 60);
     like $st->{sync}{error}{message}, qr{POST /admin/v2/orgs/\Q$org\E/workspaces: .*(?:time|Timeout)}i,
         'error names the endpoint and the timeout';
@@ -174,19 +167,19 @@ subtest 'timeouts: retried, then failed naming the endpoint' => sub {
     cmp_ok $took, '>=', 4 * 2 - 0.5, sprintf('each attempt waited umlo_sync_timeout (%.1fs)', $took);
     cmp_ok $took, '<', 25, 'and no longer than needed';
     snapshot_untouched($st, 'timeouts');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 };
 
 subtest 'truncated JSON: failed, previous snapshot untouched' => sub {
-    sim_ok(POST => 'faults', { truncate => { rate => 1, match => 'users/search', mode => 'json' } });
+    $t->sim_ok(POST => 'faults', { truncate => { rate => 1, match => 'users/search', mode => 'json' } });
     my ($st) = failed_sync('truncated JSON');
     like $st->{sync}{error}{message}, qr{POST /admin/v2/orgs/\Q$org\E/directories/-/users/search: .*invalid JSON},
         'error names the endpoint and the invalid JSON';
     snapshot_untouched($st, 'truncated JSON');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 
     # cut off mid-body with the full Content-Length, then closed
-    sim_ok(POST => 'faults', { truncate => { rate => 1, match => 'role-assignments', mode => 'short' } });
+    $t->sim_ok(POST => 'faults', { truncate => { rate => 1, match => 'role-assignments', mode => 'short' } });
     ($st) = failed_sync('short body');
     like $st->{sync}{error}{message}, qr{GET /admin/v2/orgs/\Q$org\E/directories/[^/]+/groups/},
         'error names the endpoint';
@@ -195,27 +188,27 @@ subtest 'truncated JSON: failed, previous snapshot untouched' => sub {
             'the message names role-assignments (without the query string)';
     }
     snapshot_untouched($st, 'short body');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 };
 
 subtest 'connection resets that stop: retried, succeeded' => sub {
-    sim_ok(POST => 'faults', { reset => { rate => 1, count => 2 } });
+    $t->sim_ok(POST => 'faults', { reset => { rate => 1, count => 2 } });
     my ($st) = run_sync($t);
     json_contains $st, { state => 'succeeded', sync => { api => { retries => sub { $_[0] >= 2 } } } },
         'succeeded with retries';
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
 };
 
 subtest 'a rate-limited API: paced, not failed' => sub {
     # 17 requests a minute, refilled one every 3.5s: the sync needs a few
     # more calls than that and must wait for them instead of failing
-    sim_ok(POST => 'config', { rateLimit => 17 });
-    sim_ok(POST => 'stats/reset');
+    $t->sim_ok(POST => 'config', { rateLimit => 17 });
+    $t->sim_ok(POST => 'stats/reset');
     my $t0 = time;
     my ($st) = run_sync($t, timeout => 90);
     my $took = time - $t0;
-    sim_ok(POST => 'config', { rateLimit => 0 });
-    my $stats = sim_ok(GET => 'stats');
+    $t->sim_ok(POST => 'config', { rateLimit => 0 });
+    my $stats = $t->sim_ok(GET => 'stats');
     json_contains $st, { state => 'succeeded', sync => { error => undef,
         api => { calls => $stats->{total}, rate_limited => $stats->{sent429} } } },
         'succeeded; api.calls and api.rate_limited agree with the simulator';
@@ -246,13 +239,13 @@ subtest 'Redis down: POST and DELETE answer 503' => sub {
 };
 
 subtest 'Redis lost during a sync' => sub {
-    sim_ok(POST => 'config', { latencyMs => 800 });
+    $t->sim_ok(POST => 'config', { latencyMs => 800 });
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'slow sync started';
     ok wait_for(sub { status_json($t)->{state} eq 'running' }, timeout => 10), 'running';
     my $mark = $t->error_log_mark;
     $t->restart_redis;
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     $t->assert_error_log(qr/umlo: manual sync \Q$r->{json}{id}\E (?:failed|cancelled) at \S+: .+/,
         since => $mark, timeout => 20, desc => 'the sync ends with an error naming where');
     my $st = wait_for(sub {

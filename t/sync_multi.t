@@ -25,13 +25,6 @@ start_stack($t,
 # the master's note about the worker SIGKILLed below is expected
 my $KILLED = qr/worker process \d+ exited on signal 9/;
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 # Sends all @reqs ([name, method, path]) at the same instant from forked
 # children; returns [{status, json, body}] in the same order.
 sub simultaneous {
@@ -48,7 +41,8 @@ sub simultaneous {
             my $http = HTTP::Tiny->new(timeout => 10, keep_alive => 0);
             my $wait = $start - time;
             sleep $wait if $wait > 0;
-            my $r = $http->request($method, $url);
+            my $r = $http->request($method, $url,
+                { headers => { 'Content-Type' => 'application/json' } });
             print {$wr} "$r->{status}\n" . ($r->{content} // '');
             close $wr;
             POSIX::_exit(0);
@@ -86,7 +80,7 @@ sub same_status {
 # --------------------------------------------------------------------------
 
 subtest 'simultaneous POSTs to both instances: one 202, one 409' => sub {
-    sim_ok(POST => 'config', { latencyMs => 250 });
+    $t->sim_ok(POST => 'config', { latencyMs => 250 });
     for my $round (1 .. 4) {
         my $res = simultaneous([ a => POST => '/umlo/sync' ], [ b => POST => '/umlo/sync' ]);
         my @codes = sort map { $_->{status} } @$res;
@@ -111,13 +105,13 @@ subtest 'simultaneous POSTs to both instances: one 202, one 409' => sub {
         'every 409 names the same running sync';
     my $st = wait_sync($t, $won->{json}{id}, name => 'a');
     is $st && $st->{state}, 'succeeded', 'it succeeds';
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
 };
 
 subtest 'both instances report the same status' => sub {
     my ($a, $b) = same_status();
     is $b, $a, 'idle after a sync: identical documents';
-    sim_ok(POST => 'config', { latencyMs => 600 });
+    $t->sim_ok(POST => 'config', { latencyMs => 600 });
     my $r = req($t, POST => '/umlo/sync', name => 'a');
     is $r->{status}, 202, 'a slow sync started on a';
     ok wait_for(sub { req($t, GET => '/umlo/status', name => 'b')->{json}{state} eq 'running' }, timeout => 10),
@@ -133,12 +127,12 @@ subtest 'both instances report the same status' => sub {
     is $st && $st->{state}, 'cancelled', 'cancelled';
     ($a, $b) = same_status();
     is $b, $a, 'after the cancel: identical documents';
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
 };
 
 subtest 'a worker killed mid-sync: the lock lapses, status says failed' => sub {
     my $before = status_json($t, 'b');
-    sim_ok(POST => 'config', { latencyMs => 1000 });
+    $t->sim_ok(POST => 'config', { latencyMs => 1000 });
     my $mark = $t->error_log_mark('a');
     my $r = req($t, POST => '/umlo/sync', name => 'a');
     is $r->{status}, 202, 'slow sync started on a';
@@ -170,7 +164,7 @@ subtest 'a worker killed mid-sync: the lock lapses, status says failed' => sub {
     my ($a, $b) = same_status();
     is $b, $a, 'both instances say so';
 
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     my ($st) = run_sync($t, name => 'b');
     is $st && $st->{state}, 'succeeded', 'a new sync (on b) succeeds';
     is $t->redis('ZCARD', org_key($t, 'building')), 0, 'the dead sync\'s half-written generation is dropped';
@@ -185,7 +179,7 @@ subtest 'a worker killed mid-sync: the lock lapses, status says failed' => sub {
 };
 
 subtest 'reloading nginx cancels its running sync and frees the lock' => sub {
-    sim_ok(POST => 'config', { latencyMs => 1000 });
+    $t->sim_ok(POST => 'config', { latencyMs => 1000 });
     my $r = req($t, POST => '/umlo/sync', name => 'a');
     is $r->{status}, 202, 'slow sync started on a';
     ok wait_for(sub { status_json($t, 'b')->{state} eq 'running' }, timeout => 10), 'running';
@@ -197,7 +191,7 @@ subtest 'reloading nginx cancels its running sync and frees the lock' => sub {
         message => qr/reloading or shutting down/ } } }, 'cancelled because of the reload';
     cmp_ok $took, '<', 8, sprintf('promptly (%.1fs)', $took);
     is $t->redis('EXISTS', org_key($t, 'lock')), 0, 'the lock is released (no lease wait)';
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     my ($ok) = run_sync($t, name => 'a');
     is $ok && $ok->{state}, 'succeeded', 'the reloaded instance syncs';
 };
@@ -206,7 +200,7 @@ subtest 'a sync that lost its lock does not overwrite the next sync\'s status' =
     # Sync A (on a) waits on a hung request; its lock disappears (as when
     # its lease lapses); sync B (on b) takes the lock and finishes; then A
     # notices and gives up.  The status must stay B's.
-    sim_ok(POST => 'faults', { hang => { rate => 1, count => 1, match => 'workspaces', delayMs => 5000 } });
+    $t->sim_ok(POST => 'faults', { hang => { rate => 1, count => 1, match => 'workspaces', delayMs => 5000 } });
     my $ra = req($t, POST => '/umlo/sync', name => 'a');
     is $ra->{status}, 202, 'sync A started';
     ok wait_for(sub { status_json($t, 'b')->{state} eq 'running' }, timeout => 10), 'A running';
@@ -217,7 +211,7 @@ subtest 'a sync that lost its lock does not overwrite the next sync\'s status' =
     is $sb && $sb->{state}, 'succeeded', 'B succeeded';
     $t->assert_error_log(qr/umlo: manual sync \Q$ra->{json}{id}\E failed at lock/,
         name => 'a', timeout => 10, desc => 'A gave up: lock lost');
-    sim_ok(DELETE => 'faults');
+    $t->sim_ok(DELETE => 'faults');
     my $st = status_json($t, 'b');
     {
         json_contains $st, { state => 'succeeded', sync => { id => $rb->{json}{id}, state => 'succeeded' },
@@ -238,7 +232,7 @@ subtest 'two orgs in one Redis: separate locks, keys and status' => sub {
         config      => umlo_locations(),
         vars        => { UMLO_SHARED_REDIS => '127.0.0.1:' . $t->redis_port },
     );
-    sim_ok(POST => 'config', { latencyMs => 400 });
+    $t->sim_ok(POST => 'config', { latencyMs => 400 });
     $t2->sim_admin(POST => 'config', { latencyMs => 400 });
     my $r1 = req($t, POST => '/umlo/sync', name => 'a');
     my $r2 = req($t2, POST => '/umlo/sync', name => 'c');
@@ -247,7 +241,7 @@ subtest 'two orgs in one Redis: separate locks, keys and status' => sub {
     is status_json($t, 'b')->{state}, 'running', 'while org 1 is still running';
     my $st1 = wait_sync($t, $r1->{json}{id}, name => 'b');
     my $st2 = wait_sync($t2, $r2->{json}{id}, name => 'c');
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     is $st1 && $st1->{state}, 'succeeded', 'org 1 succeeded';
     is $st2 && $st2->{state}, 'succeeded', 'org 2 succeeded';
     is $st2 && $st2->{org}, 'acme.corp_2-x', 'org 2 status names its org';

@@ -25,13 +25,6 @@ start_stack($t,
     sim => { users => 1500, sites => 2, groups => 50, seed => 23 },
 );
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 sub search_calls {
     my ($stats) = @_;
     my $n = 0;
@@ -66,7 +59,7 @@ subtest 'partitions: every user read exactly once' => sub {
                            mfaEnabled => $mfa ? JSON::PP::true : JSON::PP::false } }
                    1 .. (101 - $n % 100) % 100;
     }
-    sim_ok('POST', 'users', { users => \@add }) if @add;
+    $t->sim_ok('POST', 'users', { users => \@add }) if @add;
 
     my $truth = truth($t);
     my @v2 = v2_users($truth);
@@ -83,7 +76,7 @@ subtest 'partitions: every user read exactly once' => sub {
     cmp_ok $parts->{'active/managed/mfa'} // 0, '>', 100,
         'a multi-page chain among them';
 
-    sim_ok('POST', 'stats/reset');
+    $t->sim_ok('POST', 'stats/reset');
     my ($st) = run_sync($t, timeout => 60);
     is $st && $st->{state}, 'succeeded', 'full sync succeeded' or diag explain $st;
 
@@ -93,7 +86,7 @@ subtest 'partitions: every user read exactly once' => sub {
     is $st->{sync}{progress}{done}, scalar(@v2),
         'users read: each once (a duplicate would count twice)';
     is $st->{sync}{counts}{users}, scalar(@v2), 'counts.users';
-    is search_calls(sim_ok('GET', 'stats')), $pages,
+    is search_calls($t->sim_ok('GET', 'stats')), $pages,
         "users/search calls: the seven partitions' pages ($pages)";
     my $pages6 = $pages - ceil(($parts->{'active/managed/mfa'} // 0) / 100)
                  - ceil(($parts->{'active/managed/no-mfa'} // 0) / 100) + $six;
@@ -103,13 +96,13 @@ subtest 'partitions: every user read exactly once' => sub {
 
 subtest 'a rate limit below the sync: spent at the refill rate, no 429' => sub {
     my $limit = 60;                      # one token a second
-    sim_ok('POST', 'config', { rateLimit => $limit });
-    sim_ok('POST', 'ratelimit/reset');
-    sim_ok('POST', 'stats/reset');
+    $t->sim_ok('POST', 'config', { rateLimit => $limit });
+    $t->sim_ok('POST', 'ratelimit/reset');
+    $t->sim_ok('POST', 'stats/reset');
 
     my ($st) = run_sync($t, timeout => 120);
     is $st && $st->{state}, 'succeeded', 'full sync succeeded' or diag explain $st;
-    my $stats = sim_ok('GET', 'stats');
+    my $stats = $t->sim_ok('GET', 'stats');
     my $calls = $stats->{total};
     my $over = $calls - $limit;
     cmp_ok $over, '>=', 8, "the sync ($calls calls) outgrows the burst of $limit"
@@ -125,7 +118,7 @@ subtest 'a rate limit below the sync: spent at the refill rate, no 429' => sub {
         "and no longer than the refill takes ($over s)";
 
     compare_with_truth(snapshot($t), truth($t), 'paced sync');
-    sim_ok('POST', 'config', { rateLimit => 0 });
+    $t->sim_ok('POST', 'config', { rateLimit => 0 });
 };
 
 final_checks($t);

@@ -22,13 +22,6 @@ start_stack($t,
     sim => { users => 1000, sites => 3, groups => 30, seed => 11, args => [ '--directories', 2 ] },
 );
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 sub full_sync {
     my ($label) = @_;
     my ($st, $r) = run_sync($t, timeout => 60);
@@ -78,7 +71,7 @@ subtest 'scenario 1: 50 new employees' => sub {
                     ($_ % 2 ? ('engineering') : ()) ],
         addedToOrg => '2026-07-31T09:00:00Z',
     } } 1 .. 50;
-    my $created = sim_ok(POST => 'users', { users => \@specs })->{created};
+    my $created = $t->sim_ok(POST => 'users', { users => \@specs })->{created};
     is scalar @$created, 50, '50 users created in the simulator';
 
     my $st = full_sync('after hiring');
@@ -124,21 +117,21 @@ subtest 'scenario 2: group memberships changed by an identity provider' => sub {
     my @join  = (grep { !$in_cf2{ $_->{accountId} } } @v2)[ 0 .. 39 ];
     @leave = grep { defined } @leave;
     @join  = grep { defined } @join;
-    sim_ok(POST => "groups/$cf2->{id}/members", {
+    $t->sim_ok(POST => "groups/$cf2->{id}/members", {
         add => [ map { $_->{accountId} } @join ], remove => [ map { $_->{accountId} } @leave ] });
 
     my $eng = group_named($t0, 'engineering');
     my %in_eng = map { $_ => 1 } @{ $eng->{members} };
     my @eng_join = (grep { !$in_eng{ $_->{accountId} } } reverse @v2)[ 0 .. 24 ];
     my @eng_leave = (grep { $in_eng{ $_->{accountId} } } reverse @v2)[ 0 .. 9 ];
-    sim_ok(POST => "groups/$eng->{id}/members", {
+    $t->sim_ok(POST => "groups/$eng->{id}/members", {
         add => [ map { $_->{accountId} } grep { defined } @eng_join ],
         remove => [ map { $_->{accountId} } grep { defined } @eng_leave ] });
 
     # the IdP pushes a new group that grants Jira on site-2
     my $js2 = product_of($t0, 'site-2', 'jira-software');
     my @idp = map { $_->{accountId} } @v2[ 100 .. 119 ];
-    my $new = sim_ok(POST => 'groups', { name => 'idp-contractors-Ω', description => 'pushed by SCIM',
+    my $new = $t->sim_ok(POST => 'groups', { name => 'idp-contractors-Ω', description => 'pushed by SCIM',
         externalSynced => JSON::PP::true,
         roles => [ { resourceId => $js2->{id}, role => 'atlassian/user' } ], members => \@idp });
 
@@ -175,7 +168,7 @@ subtest 'scenario 2: group memberships changed by an identity provider' => sub {
 
 subtest 'scenario 3: a new site connected' => sub {
     my $before = status_json($t);
-    my $site = sim_ok(POST => 'sites', { name => 'site-new',
+    my $site = $t->sim_ok(POST => 'sites', { name => 'site-new',
         products => [ 'jira-software', 'confluence', 'jira-servicedesk' ] });
     is scalar @{ $site->{products} }, 3, 'site with three products connected';
     my $t0 = truth($t);
@@ -185,11 +178,11 @@ subtest 'scenario 3: a new site connected' => sub {
     my $gcf = group_named($t0, 'confluence-users-site-new');
     my @jira = map { $_->{accountId} } @v2[ 0 .. 59 ];
     my @conf = map { $_->{accountId} } @v2[ 40 .. 69 ];
-    sim_ok(POST => "groups/$gjs->{id}/members", { add => \@jira });
-    sim_ok(POST => "groups/$gcf->{id}/members", { add => \@conf });
+    $t->sim_ok(POST => "groups/$gjs->{id}/members", { add => \@jira });
+    $t->sim_ok(POST => "groups/$gcf->{id}/members", { add => \@conf });
     # someone already used the new Jira
     my $js_new = product_of($t0, 'site-new', 'jira-software');
-    sim_ok(PATCH => "users/$jira[0]", { activity => { $js_new->{id} => '2026-07-30T12:00:00.000Z' } });
+    $t->sim_ok(PATCH => "users/$jira[0]", { activity => { $js_new->{id} => '2026-07-30T12:00:00.000Z' } });
 
     my $st = full_sync('after connecting a site');
     my $truth = truth($t);
@@ -242,7 +235,7 @@ subtest 'scenario 4: 200 contractors deactivated elsewhere' => sub {
     my %status_before;
     $status_before{ $_->{status} }++ for v2_users($t0);
     for my $u (@pick) {
-        sim_ok(POST => "users/$u->{accountId}/deactivate");
+        $t->sim_ok(POST => "users/$u->{accountId}/deactivate");
     }
 
     my $st = full_sync('after deactivations');

@@ -27,8 +27,7 @@ start_users_stack($t,
     sim   => { users => 300, sites => 3, groups => 24, seed => 11, args => [ '--anchor', $anchor ] },
     nginx => { worker_processes => 1 });
 
-my ($st) = run_sync($t);
-die "the first sync did not succeed\n" unless $st && $st->{state} eq 'succeeded';
+my $st = first_sync($t);
 my $m = build_model(truth($t));
 my $gen = current_gen($t);
 

@@ -44,13 +44,6 @@ start_stack($t,
 );
 my $key = $t->api_key;
 
-sub sim_ok {
-    my ($method, $path, $json) = @_;
-    my $r = $t->sim_admin($method, $path, $json);
-    die "sim admin $method $path: $r->{status} $r->{body}\n" unless $r->{status} == 200;
-    return $r->{json};
-}
-
 sub check_payload {
     my ($req, $event, $sync_id, $label) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
@@ -150,9 +143,9 @@ subtest 'a succeeded sync' => sub {
 };
 
 subtest 'a failed sync' => sub {
-    sim_ok(POST => 'config', { apiKey => 'another-key-0123456789abcdef' });
+    $t->sim_ok(POST => 'config', { apiKey => 'another-key-0123456789abcdef' });
     my ($st) = run_sync($t);
-    sim_ok(POST => 'config', { apiKey => $key });
+    $t->sim_ok(POST => 'config', { apiKey => $key });
     is $st && $st->{state}, 'failed', 'the sync failed' or return;
     my $id = $st->{sync}{id};
     my ($req) = grep { $_->{json}{sync}{id} eq $id } @{ $rx->wait_received('/ok', 'sync.failed', 1) };
@@ -168,14 +161,14 @@ subtest 'a failed sync' => sub {
 };
 
 subtest 'a cancelled sync' => sub {
-    sim_ok(POST => 'config', { latencyMs => 800 });
+    $t->sim_ok(POST => 'config', { latencyMs => 800 });
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'sync started' or return;
     my $id = $r->{json}{id};
     ok wait_for(sub { status_json($t)->{state} eq 'running' }, timeout => 10), 'running';
     is req($t, DELETE => '/umlo/sync')->{status}, 202, 'cancel accepted';
     my $st = wait_sync($t, $id, timeout => 30);
-    sim_ok(POST => 'config', { latencyMs => 0 });
+    $t->sim_ok(POST => 'config', { latencyMs => 0 });
     is $st && $st->{state}, 'cancelled', 'the sync was cancelled' or return;
     my ($req) = grep { $_->{json}{sync}{id} eq $id } @{ $rx->wait_received('/ok', 'sync.cancelled', 1) };
     ok $req, 'sync.cancelled delivered' or return;

@@ -124,7 +124,12 @@ class Admin:
                 raise AdminError(400, "resetFormat: %s" % ", ".join(RESET_FORMATS))
             elif key == "apiKey" and (not isinstance(value, str) or not value):
                 raise AdminError(400, "apiKey must be a non-empty string")
-            elif key not in numeric and key not in ("retryAfter", "resetFormat", "apiKey"):
+            elif key == "hideAccessTimestamps" and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not 0 <= value <= 1):
+                raise AdminError(400, "hideAccessTimestamps must be a share 0..1")
+            elif key not in numeric and key not in ("retryAfter", "resetFormat", "apiKey",
+                                                    "hideAccessTimestamps"):
                 raise AdminError(400, "unknown setting %s" % key)
         for key, value in body.items():
             if key in numeric:
@@ -136,6 +141,10 @@ class Admin:
                 s.reset_format = value
             elif key == "apiKey":
                 s.api_key = value
+            elif key == "hideAccessTimestamps":
+                s.hide_access_timestamps = float(value)
+                self.sim.org.hide_access_timestamps = float(value)
+                self.sim.org.touch()
         if "rateLimit" in body:
             self.sim.bucket.configure(s.rate_limit)
         if "activityRateLimit" in body:

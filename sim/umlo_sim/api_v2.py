@@ -4,9 +4,11 @@ assignments.
 Shapes follow organizations.openapi.json: camelCase fields, {data, links}
 pages with links.next a cursor string (absent on the last page)."""
 
+import zlib
+
 from . import paging
 from . import validate as V
-from .common import (decode_cursor, find_group, next_links, path_directory,
+from .common import (cursor_fault, decode_cursor, find_group, next_links, path_directory,
                      search_body, v2_user)
 from .errors import ApiError
 from .model import ALL_ROLES
@@ -99,7 +101,19 @@ def user_view(org, u, expand=(), detail=False):
                                "key": org.resources[ri].owner,
                                "lastActiveTimestamp": iso_ms(ms)}
                               for ri, ms in u.activity.items()]
+        if access_timestamps_hidden(org, u.account_id):
+            for e in d["productAccess"]:
+                del e["lastActiveTimestamp"]
     return d
+
+
+def access_timestamps_hidden(org, account_id):
+    """True for the users whose productAccess lacks timestamps: a stable
+    share (POST /__sim/config hideAccessTimestamps), chosen by account id."""
+    share = getattr(org, "hide_access_timestamps", 0.0)
+    if share <= 0:
+        return False
+    return zlib.crc32(account_id.encode()) % 10000 < share * 10000
 
 
 def group_ref(g):
@@ -247,7 +261,8 @@ def users_search(ctx):
     users, key, desc = _user_candidates(org, query)
     pred = _user_pred(org, query, directory)
     got, more = paging.page(users, key, after, query["limit"], pred, desc=desc,
-                            count=count, cap=ctx.sim.faults.page_cap)
+                            count=count, cap=ctx.sim.faults.page_cap,
+                            overlap=bool(cursor_fault(ctx, "duplicates")))
     expand = frozenset(query.get("expand", ()))
     mask = tuple(sorted(expand))
     frags = [org.fragment((u.seq, mask), lambda u=u: dumps(user_view(org, u, expand)))

@@ -136,6 +136,9 @@ class Settings:
         self.reset_format = args.reset_format
         self.activity_page_size = args.activity_page_size
         self.v1_page_size = args.v1_page_size
+        # share of users whose productAccess entries come without
+        # lastActiveTimestamp (the field is optional in the spec)
+        self.hide_access_timestamps = 0.0
 
     def to_json(self):
         return {"profile": self.profile, "apiKey": self.api_key,
@@ -144,7 +147,8 @@ class Settings:
                 "activityRateLimit": self.activity_rate_limit,
                 "retryAfter": self.retry_after, "resetFormat": self.reset_format,
                 "activityPageSize": self.activity_page_size,
-                "v1PageSize": self.v1_page_size}
+                "v1PageSize": self.v1_page_size,
+                "hideAccessTimestamps": self.hide_access_timestamps}
 
 
 class Sim:
@@ -167,6 +171,7 @@ class Sim:
         self.org = Org(a.org, seed=a.seed, users=a.users, sites=a.sites,
                        groups=a.groups, directories=a.directories,
                        anchor_ms=a.anchor_ms)
+        self.org.hide_access_timestamps = self.settings.hide_access_timestamps
         secret = hashlib.sha256(("umlo-sim-cursor:%s:%s" % (a.seed, a.org)).encode())
         self.cursors = Cursors(secret.digest())
 
@@ -272,8 +277,12 @@ class Sim:
                 err = ApiError(500, "ADMIN-500-1", "Simulator error: %s" % exc)
             if family == UM and isinstance(err, ApiError):
                 err = _um_equivalent(err)
-            if isinstance(err, GatewayError) and err.status == 429 and self.settings.retry_after:
-                hdrs.append(("Retry-After", str(err.retry_after)))
+            if isinstance(err, GatewayError) and err.status == 429:
+                injected = getattr(err, "injected", False)
+                if injected and err.retry_after is not None:
+                    hdrs.append(("Retry-After", str(err.retry_after)))
+                elif not injected and self.settings.retry_after:
+                    hdrs.append(("Retry-After", str(err.retry_after)))
             eid = stable_id(self.args.seed, req.method, req.target,
                             hashlib.sha1(req.body).hexdigest(), err.status)
             payload = err.body(eid)
@@ -323,6 +332,13 @@ class Sim:
             if status == 500:
                 raise ApiError(500, "ADMIN-500-1", "Injected internal error")
             raise GatewayError(status)
+        rule = f.pick("error429", key)
+        if rule:
+            self.stats.fault("error429")
+            err = GatewayError(429)
+            err.injected = True
+            err.retry_after = rule["retryAfter"]
+            raise err
         site = self.forbidden_site()
         if site is not None and self._touches_site(req, template, site):
             self.stats.fault("forbiddenSite")

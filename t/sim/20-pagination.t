@@ -11,10 +11,13 @@ from testlib.simproc import Sim  # noqa: E402
 from testlib.tap import TAP  # noqa: E402
 
 
-def walk_post(sim, path, body, limit_key="limit"):
-    pages, items, body = [], [], dict(body)
+def walk(sim, method, path, body, follow):
+    """Follows a cursor chain from one request; follow(cursor) -> the next
+    request's (path, body).  -> (items, pages), or (None, response) of the
+    first answer that is not 200."""
+    pages, items = [], []
     for _ in range(1000):
-        r = sim.request("POST", path, body)
+        r = sim.request(method, path, body)
         if r.status != 200:
             return None, r
         pages.append(r.json)
@@ -22,23 +25,17 @@ def walk_post(sim, path, body, limit_key="limit"):
         nxt = r.json.get("links", {}).get("next")
         if not nxt:
             return items, pages
-        body = {"cursor": nxt}
+        path, body = follow(nxt)
     raise RuntimeError("chain does not end")
+
+
+def walk_post(sim, path, body):
+    return walk(sim, "POST", path, dict(body), lambda nxt: (path, {"cursor": nxt}))
 
 
 def walk_get(sim, path):
-    pages, items, url = [], [], path
-    for _ in range(1000):
-        r = sim.request("GET", url)
-        if r.status != 200:
-            return None, r
-        pages.append(r.json)
-        items += r.json["data"]
-        nxt = r.json.get("links", {}).get("next")
-        if not nxt:
-            return items, pages
-        url = path.split("?")[0] + "?cursor=" + nxt
-    raise RuntimeError("chain does not end")
+    return walk(sim, "GET", path, None,
+                lambda nxt: (path.split("?")[0] + "?cursor=" + nxt, None))
 
 
 def chain_shape(t, pages, limit, desc):

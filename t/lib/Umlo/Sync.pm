@@ -11,6 +11,8 @@ use strict;
 use warnings;
 
 use Exporter 'import';
+use IO::Select;
+use IO::Socket::INET;
 use JSON::PP ();
 use Test::More ();
 use Time::HiRes qw(time sleep);
@@ -18,11 +20,11 @@ use Umlo::Test qw(wait_for json_diff);
 
 our @EXPORT = qw(
     umlo_http_config umlo_locations start_stack
-    req status_json wait_sync run_sync
+    req status_json wait_sync run_sync first_sync
     org_key current_gen snapshot redis_hash truth v2_users
     compare_with_truth check_snapshot_meta
     final_checks assert_no_alerts assert_key_hidden redis_dump
-    decode_json encode_json
+    decode_json encode_json raw_http read_to_close
 );
 
 my $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
@@ -34,10 +36,11 @@ sub encode_json { $JSON->encode($_[0]) }
 our @RESPONSES;
 
 # The module's http{} directives for the test stack, plus $extra lines.
+# redis => 'address and options' in place of the harness's Redis
 sub umlo_http_config {
-    my ($extra) = @_;
+    my ($extra, %o) = @_;
     return join "\n",
-        'umlo_redis $UMLO_REDIS;',
+        'umlo_redis ' . ($o{redis} // '$UMLO_REDIS') . ';',
         'umlo_api_base $UMLO_SIM;',
         'umlo_org $UMLO_ORG;',
         'umlo_api_key_file $UMLO_KEY_FILE;',
@@ -80,6 +83,31 @@ sub req {
     return $r;
 }
 
+# Everything a raw socket receives until the peer closes it or it stays
+# silent for $idle seconds.
+sub read_to_close {
+    my ($s, $idle) = @_;
+    my $out = '';
+    my $sel = IO::Select->new($s);
+    while ($sel->can_read($idle)) {
+        last unless sysread($s, my $buf, 65536);
+        $out .= $buf;
+    }
+    return $out;
+}
+
+# A raw HTTP/1.1 exchange with 127.0.0.1:$port: everything the server sent
+# before closing (kept for the final API-key check).
+sub raw_http {
+    my ($port, $data) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 5)
+        or die "connect: $!";
+    print {$s} $data;
+    my $out = read_to_close($s, 3);
+    push @RESPONSES, $out;
+    return $out;
+}
+
 sub status_json {
     my ($t, $name) = @_;
     my $r = req($t, GET => '/umlo/status', name => $name);
@@ -120,6 +148,14 @@ sub run_sync {
     }
     my $st = wait_sync($t, $r->{json}{id}, name => $o{name}, timeout => $o{timeout});
     return ($st, $r);
+}
+
+# The sync the rest of a file depends on: its status document, or die.
+sub first_sync {
+    my ($t) = @_;
+    my ($st) = run_sync($t);
+    die "the first sync did not succeed\n" unless $st && $st->{state} eq 'succeeded';
+    return $st;
 }
 
 sub org_key {

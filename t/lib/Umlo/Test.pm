@@ -653,6 +653,17 @@ sub sim_admin {
     return _http($method, $url . $path, %opts, (defined $json ? (json => $json) : ()));
 }
 
+# An admin call that must succeed: its JSON answer, or die naming the call
+# and the answer.  @ok: the statuses that count as success (200 unless given).
+sub sim_ok {
+    my ($self, $method, $path, $json, @ok) = @_;
+    @ok = (200) unless @ok;
+    my $r = $self->sim_admin($method, $path, $json);
+    die "sim admin $method $path: $r->{status} $r->{body}\n"
+        unless grep { $r->{status} == $_ } @ok;
+    return $r->{json};
+}
+
 # ---------------------------------------------------------------------------
 # nginx
 # ---------------------------------------------------------------------------
@@ -1061,6 +1072,11 @@ sub _http {
         $body = $JSON->encode($o{json});
         $headers{'Content-Type'} //= 'application/json';
     }
+    # umlo_sync takes a POST only as JSON (a web form cannot change state);
+    # headers => {'Content-Type' => undef} sends none
+    $headers{'Content-Type'} = 'application/json'
+        if uc $method eq 'POST' && !exists $headers{'Content-Type'};
+    delete $headers{$_} for grep { !defined $headers{$_} } keys %headers;
     # A fresh client each time: no keep-alive surprises across restarts.
     my $http = HTTP::Tiny->new(timeout => scaled($o{timeout} // 10), keep_alive => 0,
         agent => 'umlo-test/1', max_redirect => 0);
