@@ -21,6 +21,12 @@ ngx_int_t ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
 
 /*
+ * Sends a 200 JSON document with a strong ETag; a request whose
+ * If-None-Match matches gets 304 without a body instead.
+ */
+ngx_int_t ngx_umlo_send_json_etag(ngx_http_request_t *r, json_t *json);
+
+/*
  * Sends {"error": {"status", "code", "message"}}; the message names the
  * problem and, where it helps, what to do about it.
  */
