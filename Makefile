@@ -6,6 +6,7 @@
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
 #   make test-asan  the suite against that build
+#   make browser-deps  playwright-core for t/browser.t (npm ci; make test runs it)
 
 NGX_SRC   ?= /usr/share/nginx/src
 BUILD     := build
@@ -16,13 +17,17 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl gcc make wrk curl
+             libjson-pp-perl gcc make wrk curl chromium
+# Node.js for the browser tests (t/browser.t), only where no node is
+# installed: Debian's npm conflicts with other builds of nodejs.
+NODE_PKGS := nodejs npm
+BROWSER   := t/browser
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps test test-asan demo asan bench clean
+.PHONY: all deps check-deps browser-deps test test-asan demo asan bench clean
 
 all: $(MODULE)
 
@@ -33,9 +38,11 @@ check-deps:
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
 	         /usr/include/curl/curl.h /usr/include/jansson.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
-	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3; do \
+	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
+	         /usr/bin/chromium; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	    echo "missing:$$missing; running make deps"; \
 	    $(MAKE) --no-print-directory deps; \
@@ -44,7 +51,16 @@ check-deps:
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends $(DEB_PKGS)
+	    --no-install-recommends $(DEB_PKGS) \
+	    $$(command -v node >/dev/null 2>&1 || echo $(NODE_PKGS))
+
+# playwright-core, exactly as the committed lock file says; it drives
+# Debian's /usr/bin/chromium and downloads no browser.
+browser-deps: $(BROWSER)/node_modules/.package-lock.json
+
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json
+	cd $(BROWSER) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	    npm ci --no-audit --no-fund --loglevel=error
 
 # $(1): build dir, $(2): extra cc opts, $(3): extra ld opts
 define ngx_configure
@@ -78,12 +94,12 @@ $(ASAN_SO): $(BUILD)/asan/nginx/.configured $(SRC_FILES)
 
 asan: $(ASAN_SO)
 
-test: check-deps $(MODULE)
+test: check-deps $(MODULE) browser-deps
 	prove -r t
 
 # The suite against the sanitized module: an ASan or UBSan report aborts
 # the worker, and every test fails on the "[alert] ... exited on signal".
-test-asan: check-deps $(ASAN_SO)
+test-asan: check-deps $(ASAN_SO) browser-deps
 	UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
 	UMLO_NGINX_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
@@ -98,4 +114,4 @@ bench: check-deps $(MODULE)
 	python3 bench/users_bench.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BROWSER)/node_modules
