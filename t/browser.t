@@ -50,7 +50,7 @@ CONF
 
 my $t = Umlo::Test->new;
 $t->start_redis;
-$t->start_sim(profile => 'fast', users => 300, sites => 3, groups => 20, seed => 5,
+$t->start_sim(profile => 'fast', users => 1000, sites => 3, groups => 40, seed => 5,
     args => [ '--anchor', int time ]);
 
 # Use a history location when this build has one (another change adds
