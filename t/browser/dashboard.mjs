@@ -378,6 +378,34 @@ await step('Sync Users while another runs attaches to it', async () => {
     await waitIdle();
 });
 
+await step('Cancel stops the running sync', async () => {
+    await slow(250);
+    await page.click('#sync-btn');
+    await waitFor(async () => /Sync running/.test(await text('#sync-status')), 'running');
+    await page.click('#cancel-btn');
+    await waitFor(async () => /Sync cancelled/.test(await text('#sync-result')), 'cancelled', 30000);
+    is((await status()).sync.state, 'cancelled', 'the server cancelled it');
+    ok(/previous data is still shown/.test(await text('#sync-result')), 'the page says the data is unchanged');
+    await slow(0);
+});
+
+await step('stale data is flagged', async () => {
+    // the status as the server sends it, with a data_as_of three days old
+    await page.route('**/umlo/status', async (route) => {
+        const res = await route.fetch({ headers: { ...route.request().headers(), 'if-none-match': '' } });
+        const doc = await res.json();
+        doc.snapshot.data_as_of = new Date(Date.now() - 3 * 86400e3).toISOString().replace(/\.\d+Z$/, 'Z');
+        await route.fulfill({ response: res, json: doc });
+    });
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await waitFor(async () => /data is 3 days old/.test(await text('#warnings')), 'the warning');
+    ok(true, 'a warning says how old the data is');
+    await page.unroute('**/umlo/status');
+    await page.reload();
+    await ready();
+    is(await text('#warnings'), '', 'fresh data: no warning');
+});
+
 await step('filters in the URL restore the view', async () => {
     const q = '?status=suspended&sort=created&order=desc&limit=25';
     await page.goto(PAGE + q);
