@@ -30,7 +30,7 @@ const st = {
     filters: {}, sort: 'name', order: 'asc', limit: '50',
     cursors: [null], page: 0, next: null, total: null,
     rows: [], selection: new Set(), usersSeq: 0,
-    status: null, etag: null, pollTimer: null, generation: undefined,
+    status: null, etag: null, pollTimer: null, generation: null, okId: null,
     watching: null, seenRunning: new Set(), announced: new Set(),
     dashboard: null, historyMissing: false,
 };
@@ -434,11 +434,15 @@ async function pollStatus() {
 }
 
 function onStatus(s) {
-    const prevGen = st.generation;
-    st.status = s;
     const y = s.sync;
     const gen = s.snapshot ? s.snapshot.generation : null;
+    // a selective sync changes users without a new generation: its id
+    // marks the change
+    const okId = y && y.state === 'succeeded' ? y.id : st.okId;
+    const changed = st.status !== null && (gen !== st.generation || okId !== st.okId);
+    st.status = s;
     st.generation = gen;
+    st.okId = okId;
 
     if (y && !TERMINAL.has(y.state)) st.seenRunning.add(y.id);
     renderSyncPanel(s);
@@ -457,10 +461,9 @@ function onStatus(s) {
         loadHistory();
         loadDashboard();
     }
-    // a sync finished while this page did not watch (or a selective sync
-    // changed users): reload the data, keep the view
-    // (the first status comes before init's own loads)
-    if (prevGen !== undefined && gen !== prevGen) refreshAll(false);
+    // a sync this page did not watch changed the data (another admin, the
+    // schedule, or one that ran while the tab slept): reload, keep the view
+    if (changed) refreshAll(false);
 }
 
 function announce(y) {

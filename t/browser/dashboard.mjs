@@ -364,6 +364,19 @@ await step('a sync started elsewhere, seen after navigating back', async () => {
     await slow(0);
 });
 
+await step('a selective sync done elsewhere refreshes the table', async () => {
+    const rows = (await api('/umlo/users?status=active&limit=3')).json.data;
+    const pick = rows[2];
+    await sim('PATCH', `users/${encodeURIComponent(pick.id)}`, { name: 'AAC Elsewhere' });
+    const r = await api('/umlo/sync', { method: 'POST', json: { users: [pick.id] } });
+    is(r.status, 202, 'another admin syncs one user');
+    await waitIdle();
+    // the next poll (at once when the tab shows again) notices it
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await waitFor(async () => (await rowNames()).includes('AAC Elsewhere'), 'the new name');
+    ok(true, 'the table shows the change without a reload');
+});
+
 await step('Sync Users while another runs attaches to it', async () => {
     await slow(150);
     await api('/umlo/sync', { method: 'POST' });
