@@ -717,7 +717,7 @@ function renderChart(items) {
     const label = document.createElementNS(NS, 'text');
     label.setAttribute('x', pad);
     label.setAttribute('y', H + 13);
-    label.textContent = `max ${duration(max)}`;
+    label.textContent = `longest ${duration(max)} · red: failed · amber: cancelled`;
     svg.append(label);
     box.replaceChildren(svg);
 }

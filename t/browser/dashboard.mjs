@@ -419,6 +419,31 @@ await step('stale data is flagged', async () => {
     is(await text('#warnings'), '', 'fresh data: no warning');
 });
 
+await step('history chart', async () => {
+    if (!HAS_HISTORY) {
+        // what a history location answers, built from real sync documents
+        const last = (await status()).sync;
+        const items = [0, 1, 2, 3].map((i) => ({ ...last, id: `${last.id}-${i}`,
+            state: i === 2 ? 'failed' : 'succeeded', duration_ms: 1000 * (i + 1),
+            started_at: last.started_at - 3600 * (4 - i) }));
+        await page.route('**/umlo/history', (route) => route.fulfill({ json: { data: items } }));
+    }
+    await page.reload();
+    await ready();
+    await waitFor(async () => (await page.locator('#history-chart svg rect').count()) >= 2, 'bars');
+    const bars = await page.locator('#history-chart svg rect').count();
+    const rows = await page.locator('#history-table tbody tr').count();
+    ok(bars >= 2 && bars <= rows, 'one bar per sync with a duration', `bars ${bars} rows ${rows}`);
+    ok(/Durations of the last \d+ syncs/.test(await page.getAttribute('#history-chart svg', 'aria-label')),
+       'the chart is labelled for screen readers');
+    if (!HAS_HISTORY) {
+        is(await page.locator('#history-chart rect.bar-failed').count(), 1, 'failures stand out');
+        is(await text('#history-table tbody tr:first-child td:nth-child(4)'), '4.0 s', 'newest first, with its duration');
+        await shot('05-history');
+        await page.unroute('**/umlo/history');
+    }
+});
+
 await step('filters in the URL restore the view', async () => {
     const q = '?status=suspended&sort=created&order=desc&limit=25';
     await page.goto(PAGE + q);
