@@ -499,12 +499,14 @@ function renderSyncPanel(s) {
         const p = y.progress || {};
         const phase = y.state === 'queued' ? 'waiting to start' : (PHASES[y.phase] || y.phase || 'starting');
         const kind = y.trigger === 'selective' ? 'Selective sync' : 'Sync';
-        let line = `${kind} running: ${phase}`;
-        if (p.expected) line += ` · ${num(p.done)} of ${num(p.expected)} users (${p.percent}%)`;
-        else if (p.done) line += ` · ${num(p.done)} users`;
+        // the live region changes with the phase only, so that a screen
+        // reader is not read every poll's numbers
+        $('#sync-status').textContent = `${kind} running: ${phase}`;
+        let line = p.expected ? `${num(p.done)} of ${num(p.expected)} users (${p.percent}%)`
+                              : `${num(p.done || 0)} users`;
         if (p.eta_seconds !== null && p.eta_seconds !== undefined && y.phase === 'fetch')
-            line += ` · about ${duration(p.eta_seconds * 1000)} left`;
-        $('#sync-status').textContent = line;
+            line += p.eta_seconds > 0 ? ` · about ${duration(p.eta_seconds * 1000)} left`
+                                      : ' · almost done';
         if (p.percent !== null && p.percent !== undefined && p.expected) {
             bar.value = p.percent;
         } else {
@@ -512,7 +514,7 @@ function renderSyncPanel(s) {
         }
         const c = y.counts || {};
         const a = y.api || {};
-        $('#sync-counts').textContent = `users ${num(c.users)} · groups ${num(c.groups)}`
+        $('#sync-counts').textContent = `${line} · groups ${num(c.groups)}`
             + ` · API calls ${num(a.calls)} · retries ${num(a.retries)}`
             + ` · rate-limited ${num(a.rate_limited)}`;
         return;
