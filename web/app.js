@@ -2,7 +2,10 @@
 // and sync history.  Plain JavaScript, no dependencies: everything it loads
 // comes from the nginx that serves it (see docs/dashboard.md).
 
-'use strict';
+import { $, el, call, num, toDate, isoMin, ago, duration, contextHint,
+         debounce } from './util.js';
+import { userRow, renderUtilisation, keyWarnings, historyItems,
+         renderHistory } from './render.js';
 
 const meta = document.querySelector('meta[name="umlo-api"]');
 const API = new URL(meta ? meta.content : '../', location.href);
@@ -22,9 +25,6 @@ const PHASES = {
     write: 'writing to Redis', swap: 'making the new data current',
 };
 
-const $ = (sel) => document.querySelector(sel);
-const nf = new Intl.NumberFormat('en');
-const num = (n) => (n === null || n === undefined) ? '–' : nf.format(n);
 
 const st = {
     filters: {}, sort: 'name', order: 'asc', limit: '50',
@@ -35,100 +35,6 @@ const st = {
     dashboard: null, historyMissing: false,
 };
 
-
-// ---------------------------------------------------------------- helpers
-
-function el(tag, attrs, ...children) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-        if (v === null || v === undefined || v === false) continue;
-        if (k === 'class') e.className = v;
-        else if (k === 'text') e.textContent = v;
-        else e.setAttribute(k, v === true ? '' : v);
-    }
-    for (const c of children) {
-        if (c === null || c === undefined) continue;
-        e.append(c instanceof Node ? c : String(c));
-    }
-    return e;
-}
-
-async function call(url, opts = {}) {
-    let r;
-    try {
-        r = await fetch(url, {
-            method: opts.method || 'GET', cache: 'no-store',
-            headers: { Accept: 'application/json', ...(opts.headers || {}) },
-            body: opts.body,
-        });
-    } catch (e) {
-        return { status: 0, ok: false, body: null, headers: new Headers(),
-                 message: 'cannot reach the server: check the connection' };
-    }
-    let body = null;
-    if (r.status !== 204 && r.status !== 304) {
-        try { body = await r.json(); } catch (e) { body = null; }
-    }
-    const err = body && body.error;
-    return {
-        status: r.status, ok: r.ok, body, headers: r.headers,
-        code: err ? err.code : null,
-        message: err && err.message ? err.message
-                 : (r.ok ? '' : `the server answered HTTP ${r.status}`),
-    };
-}
-
-// epoch seconds, epoch ms or ISO text -> Date (or null)
-function toDate(v) {
-    if (v === null || v === undefined || v === '') return null;
-    if (typeof v === 'number') return new Date(v < 1e12 ? v * 1000 : v);
-    const d = new Date(v);
-    return isNaN(d) ? null : d;
-}
-
-const isoDay = (d) => d ? d.toISOString().slice(0, 10) : '–';
-const isoMin = (d) => d ? d.toISOString().slice(0, 16).replace('T', ' ') + ' UTC' : '–';
-
-function ago(d) {
-    if (!d) return '';
-    const s = Math.max(0, (Date.now() - d.getTime()) / 1000);
-    if (s < 60) return 'just now';
-    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
-    if (s < 86400 * 2) return `${Math.floor(s / 3600)} h ago`;
-    return `${Math.floor(s / 86400)} days ago`;
-}
-
-function duration(ms) {
-    if (ms === null || ms === undefined) return '–';
-    if (ms < 10000) return `${(ms / 1000).toFixed(1)} s`;
-    if (ms < 60000) return `${Math.round(ms / 1000)} s`;
-    const m = Math.floor(ms / 60000);
-    return `${m} min ${Math.round((ms - m * 60000) / 1000)} s`;
-}
-
-// short form for the table cell
-function contextShort(ctx) {
-    const host = (h) => h.replace(/\.atlassian\.net$/, '');
-    if (!ctx || ctx === 'org') return 'org-wide';
-    let m = /^site:([^/]+)\/product:(.+)$/.exec(ctx);
-    if (m) return `${m[2]} on ${host(m[1])}`;
-    m = /^site:(.+)$/.exec(ctx);
-    if (m) return `on ${host(m[1])}`;
-    m = /^product:(.+)$/.exec(ctx);
-    if (m) return `${m[1]}, all sites`;
-    return ctx;
-}
-
-function contextHint(ctx) {
-    if (!ctx || ctx === 'org') return 'anywhere in the org';
-    let m = /^site:([^/]+)\/product:(.+)$/.exec(ctx);
-    if (m) return `${m[2]} on ${m[1]}`;
-    m = /^site:(.+)$/.exec(ctx);
-    if (m) return `on ${m[1]}`;
-    m = /^product:(.+)$/.exec(ctx);
-    if (m) return `${m[1]}, any site`;
-    return ctx;
-}
 
 
 // ---------------------------------------------------------------- URL state
@@ -262,7 +168,7 @@ function tableMessage(text) {
 
 async function loadUsers() {
     const seq = ++st.usersSeq;
-    const wrap = $('.table-wrap');
+    const wrap = $('#users-table').parentElement;
     wrap.setAttribute('aria-busy', 'true');
     const r = await call(api('users?' + apiQuery(st.cursors[st.page])));
     if (seq !== st.usersSeq) return;           // a newer request won
@@ -294,65 +200,18 @@ async function loadUsers() {
     renderSelection();
 }
 
-function listCell(items, max) {
-    if (!items.length) return el('span', { class: 'muted', text: '–' });
-    const shown = items.slice(0, max).join(', ');
-    const more = items.length > max ? ` +${items.length - max}` : '';
-    return el('span', { title: items.join(', ') }, shown + more);
-}
-
 function renderRows(meta) {
     const body = $('#users-body');
     if (!st.rows.length) {
         tableMessage('No user matches these filters.');
     } else {
-        body.replaceChildren(...st.rows.map(userRow));
+        body.replaceChildren(...st.rows.map((u) => userRow(u, st.selection.has(u.id))));
     }
     const from = st.page * Number(st.limit);
     $('#table-summary').textContent = st.rows.length
         ? `${num(from + 1)}–${num(from + st.rows.length)} of ${num(st.total)} users`
           + ` · Last active ${contextHint(meta.context)}`
         : `0 of ${num(st.total)} users`;
-}
-
-function userRow(u) {
-    const name = u.name || '(no name)';
-    const box = el('input', { type: 'checkbox', class: 'row-select',
-        'aria-label': `Select ${name}`, 'data-id': u.id });
-    box.checked = st.selection.has(u.id);
-
-    const products = [];
-    const seen = new Map();
-    for (const p of u.products || []) seen.set(p.product, (seen.get(p.product) || 0) + 1);
-    for (const [k, n] of seen) products.push(n > 1 ? `${k} ×${n}` : k);
-
-    const la = u.last_active || {};
-    const ctx = contextHint(la.context);
-    const short = contextShort(la.context);
-    let active;
-    if (u.never_active) {
-        active = el('div', { class: 'la',
-                             title: `Never active ${ctx}; the date is when the user was added to the org` },
-            el('span', { class: 'badge never', text: 'Never active' }),
-            el('small', {}, `added ${isoDay(toDate(la.at || u.created))} · ${short}`));
-    } else {
-        const d = toDate(la.at);
-        active = el('div', { class: 'la', title: `Last active ${ctx}: ${d ? d.toISOString() : '–'}` },
-            el('time', { datetime: la.at || '' }, isoDay(d)),
-            el('small', {}, `${ago(d)} · ${short}`));
-    }
-
-    return el('tr', { 'data-id': u.id, class: st.selection.has(u.id) ? 'selected' : null },
-        el('td', { class: 'sel' }, box),
-        el('td', { class: 'name', title: name }, name),
-        el('td', { class: 'email', title: u.email || '' },
-            u.email || el('span', { class: 'muted', text: 'hidden' })),
-        el('td', {}, el('span', { class: `badge st-${u.status}`, text: u.status || '–' })),
-        el('td', {}, listCell((u.sites || []).map((s) => s.replace(/\.atlassian\.net$/, '')), 2)),
-        el('td', {}, listCell(products, 2)),
-        el('td', {}, listCell((u.groups || []).map((g) => g.name), 2)),
-        el('td', {}, active),
-        el('td', {}, el('time', { datetime: u.created || '' }, isoDay(toDate(u.created)))));
 }
 
 function renderPager() {
@@ -535,28 +394,6 @@ function renderSyncPanel(s) {
 
 // ---------------------------------------------------------------- warnings
 
-// Key-expiry warnings, in whichever shape the server gives them.
-function keyWarnings(doc) {
-    const out = [];
-    if (!doc) return out;
-    for (const w of doc.warnings || []) out.push(typeof w === 'string' ? w : (w && w.message));
-    for (const name of ['api_key', 'key', 'api_key_expiry']) {
-        const k = doc[name];
-        if (!k || typeof k !== 'object') continue;
-        if (typeof k.warning === 'string') { out.push(k.warning); continue; }
-        if (typeof k.message === 'string' && (k.expiring || k.expired || k.warning)) { out.push(k.message); continue; }
-        if (k.expiring || k.expired || k.warning === true) {
-            const at = toDate(k.expires_at || k.expires);
-            const days = k.days_left !== undefined ? k.days_left : k.expires_in_days;
-            out.push(k.expired ? `The API key expired${at ? ` on ${isoDay(at)}` : ''}: `
-                + 'syncs will fail until it is replaced.'
-                : `The API key expires${at ? ` on ${isoDay(at)}` : ''}`
-                + `${days !== undefined ? ` (in ${days} days)` : ''}: create a new one and reload nginx.`);
-        }
-    }
-    return out.filter(Boolean);
-}
-
 function renderWarnings() {
     const msgs = [...keyWarnings(st.status), ...keyWarnings(st.dashboard)];
     const asOf = toDate(st.status && st.status.snapshot && st.status.snapshot.data_as_of);
@@ -612,41 +449,8 @@ async function loadDashboard() {
     renderAge();
 }
 
-function renderUtilisation(sites) {
-    const rows = [];
-    for (const s of sites) {
-        for (const p of s.products || []) {
-            const pct = p.utilisation_percent;
-            const bar = el('div', { class: 'util-bar' });
-            const fill = el('span', {});
-            fill.style.width = `${pct === null || pct === undefined ? 0 : Math.min(100, pct)}%`;
-            if (pct >= 90) fill.className = 'high';
-            bar.append(fill);
-            const ib = p.inactive_billable || {};
-            rows.push(el('tr', {},
-                el('td', {}, s.host), el('td', {}, p.product),
-                el('td', { class: 'num' }, num(p.billable)),
-                el('td', { class: 'num' }, p.capacity === null ? 'unknown' : num(p.capacity)),
-                el('td', {}, el('div', { class: 'util-cell' }, bar,
-                    el('span', {}, pct === null || pct === undefined ? '–' : `${pct}%`))),
-                el('td', { class: 'num' }, num(ib[30])), el('td', { class: 'num' }, num(ib[90])),
-                el('td', { class: 'num' }, num(ib[180])),
-                el('td', { class: 'num' }, num(p.never_active_billable))));
-        }
-    }
-    $('#util-table tbody').replaceChildren(...(rows.length ? rows
-        : [el('tr', { class: 'message' }, el('td', { colspan: '9' }, 'No data yet.'))]));
-}
-
 
 // ---------------------------------------------------------------- history
-
-function historyItems(body) {
-    if (Array.isArray(body)) return body;
-    if (!body) return [];
-    for (const k of ['data', 'syncs', 'history', 'items']) if (Array.isArray(body[k])) return body[k];
-    return [];
-}
 
 async function loadHistory() {
     const note = $('#history-note');
@@ -668,62 +472,6 @@ async function loadHistory() {
     renderHistory(historyItems(r.body));
 }
 
-function renderHistory(items) {
-    // newest first in the table, oldest first in the chart
-    const list = items.slice().sort((a, b) =>
-        (toDate(b.started_at || b.requested_at) || 0) - (toDate(a.started_at || a.requested_at) || 0));
-    const rows = list.map((y) => el('tr', { class: `h-${y.state}` },
-        el('td', {}, isoMin(toDate(y.started_at || y.requested_at))),
-        el('td', {}, y.trigger || '–'),
-        el('td', {}, el('span', { class: `badge out-${y.state}`, text: y.state || '–' })),
-        el('td', { class: 'num' }, duration(y.duration_ms)),
-        el('td', { class: 'num' }, num(y.counts ? y.counts.users : undefined)),
-        el('td', { class: 'num' }, num(y.api ? y.api.calls : y.api_calls)),
-        el('td', { class: 'msg' }, (y.error && y.error.message) || '')));
-    $('#history-table tbody').replaceChildren(...(rows.length ? rows
-        : [el('tr', { class: 'message' }, el('td', { colspan: '7' }, 'No sync has finished yet.'))]));
-    renderChart(list.slice(0, 30).reverse());
-}
-
-function renderChart(items) {
-    const box = $('#history-chart');
-    const data = items.filter((y) => typeof y.duration_ms === 'number');
-    if (data.length < 2) {
-        box.replaceChildren();
-        box.hidden = true;
-        return;
-    }
-    box.hidden = false;
-    const NS = 'http://www.w3.org/2000/svg';
-    const W = 600, H = 120, pad = 4;
-    const max = Math.max(...data.map((y) => y.duration_ms), 1);
-    const bw = (W - pad * 2) / data.length;
-    const svg = document.createElementNS(NS, 'svg');
-    svg.setAttribute('viewBox', `0 0 ${W} ${H + 16}`);
-    svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', `Durations of the last ${data.length} syncs, oldest to newest; `
-        + `longest ${duration(max)}`);
-    data.forEach((y, i) => {
-        const h = Math.max(2, (y.duration_ms / max) * (H - pad));
-        const r = document.createElementNS(NS, 'rect');
-        r.setAttribute('x', pad + i * bw + 1);
-        r.setAttribute('y', H - h);
-        r.setAttribute('width', Math.max(1, bw - 2));
-        r.setAttribute('height', h);
-        r.setAttribute('class', `bar-${y.state}`);
-        const t = document.createElementNS(NS, 'title');
-        t.textContent = `${isoMin(toDate(y.started_at))}: ${y.trigger} ${y.state}, ${duration(y.duration_ms)}`;
-        r.append(t);
-        svg.append(r);
-    });
-    const label = document.createElementNS(NS, 'text');
-    label.setAttribute('x', pad);
-    label.setAttribute('y', H + 13);
-    label.textContent = `longest ${duration(max)} · red: failed · amber: cancelled`;
-    svg.append(label);
-    box.replaceChildren(svg);
-}
-
 
 // ---------------------------------------------------------------- wiring
 
@@ -735,11 +483,6 @@ function refreshAll(clearSelection) {
     loadDashboard();
     loadHistory();
     return loadUsers();
-}
-
-function debounce(fn, ms) {
-    let t;
-    return (...a) => { clearTimeout(t); t = setTimeout(() => fn(...a), ms); };
 }
 
 function wire() {
