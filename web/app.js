@@ -286,6 +286,11 @@ async function pollStatus() {
     if (r.status === 200 && r.body) {
         st.etag = r.headers.get('ETag');
         onStatus(r.body);
+    } else if (r.status === 304 && st.status) {
+        // same document, but "5 min ago" and staleness move on
+        renderSyncPanel(st.status);
+        renderWarnings();
+        renderAge();
     } else if (r.status !== 304) {
         $('#sync-status').textContent = `Sync status unavailable: ${r.message}`;
     }
@@ -336,10 +341,10 @@ function announce(y) {
     } else if (y.state === 'failed') {
         const e = y.error || {};
         setResult('error', `Sync failed${e.where ? ` (${e.where})` : ''}: `
-            + `${e.message || 'no message'}. The previous data is still shown.`);
+            + `${(e.message || 'no message').replace(/\.$/, '')}. The previous data is still shown.`);
     } else {
         const e = y.error || {};
-        setResult('info', `Sync cancelled${e.message ? `: ${e.message}` : ''}. `
+        setResult('info', `Sync cancelled${e.message ? `: ${e.message.replace(/\.$/, '')}` : ''}. `
             + 'The previous data is still shown.');
     }
 }

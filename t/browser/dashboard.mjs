@@ -340,7 +340,8 @@ await step('a failing sync shows the server\'s message', async () => {
     const s = await status();
     is(s.sync.state, 'failed', 'the server says failed');
     const msg = await text('#sync-result');
-    ok(msg.includes(s.sync.error.message), 'the page shows the server\'s message', `${msg}\n${s.sync.error.message}`);
+    ok(msg.includes(s.sync.error.message.replace(/\.$/, '')), 'the page shows the server\'s message',
+       `${msg}\n${s.sync.error.message}`);
     ok(/401|key/i.test(msg), 'which names the key problem', msg);
     is(await page.locator('#sync-result').getAttribute('role'), 'alert', 'announced as an alert');
     ok((await summaryTotal()) > 0, 'the previous data is still shown');
