@@ -17,7 +17,8 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev redis-server redis-tools python3 perl \
-             libjson-pp-perl gcc make wrk curl chromium
+             libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl \
+             chromium
 # Node.js for the browser tests (t/browser.t), only where no node is
 # installed: Debian's npm conflicts with other builds of nodejs.
 NODE_PKGS := nodejs npm
@@ -35,13 +36,14 @@ all: $(MODULE)
 # machine that already has them never needs apt.
 check-deps:
 	@missing=; \
-	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx \
-	         /usr/include/curl/curl.h /usr/include/jansson.h \
+	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx /usr/bin/curl-config \
+	         /usr/include/jansson.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
 	         /usr/bin/chromium; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
+	perl -MYAML::XS -e1 2>/dev/null || missing="$$missing YAML::XS"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	    echo "missing:$$missing; running make deps"; \

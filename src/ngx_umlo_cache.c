@@ -165,6 +165,18 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
         return;
     }
 
+    /*
+     * Versions only grow while Redis keeps its data; an older one means
+     * it lost them (restart, flush, older backup) and a sync rebuilt
+     * them: what this worker holds exists nowhere now.
+     */
+    if (ngx_umlo_current != NULL
+        && ngx_umlo_current->snap->version > version)
+    {
+        ngx_umlo_cache_release(ngx_umlo_current);
+        ngx_umlo_current = NULL;
+    }
+
     if (ngx_umlo_current != NULL
         && ngx_umlo_current->snap->version >= version)
     {

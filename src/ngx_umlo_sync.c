@@ -173,6 +173,7 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
     size_t                 i, len, n;
     json_t                *body, *value, *users;
     ngx_buf_t             *b;
+    ngx_chain_t           *cl;
     const char            *key, *id;
     json_error_t           err;
     ngx_umlo_main_conf_t  *umcf;
@@ -193,6 +194,29 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
     b = r->request_body->bufs->buf;
     p = b->pos;
     len = b->last - b->pos;
+
+    /*
+     * request_body_in_single_buf is not always honoured: the part read
+     * with the headers can stay a buffer of its own.  Join them.
+     */
+    if (r->request_body->bufs->next != NULL) {
+        len = 0;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += cl->buf->last - cl->buf->pos;
+        }
+
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
+        }
+
+        len = 0;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            ngx_memcpy(p + len, cl->buf->pos, cl->buf->last - cl->buf->pos);
+            len += cl->buf->last - cl->buf->pos;
+        }
+    }
 
     while (len && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
         p++;
