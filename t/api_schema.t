@@ -140,7 +140,8 @@ my @bad_sync_bodies = (
 phase 'no snapshot yet',
     [ GET    => '/umlo/status', 200, then => sub {
         json_contains $_[0]{json}, { state => 'idle', running => JSON::PP::false,
-            sync => undef, snapshot => undef }, 'idle' } ],
+            sync => undef, snapshot => undef }, 'idle';
+        $v{etag} = $_[0]{headers}{etag} } ],
     [ HEAD   => '/umlo/status', 200 ],
     [ GET    => '/umlo/users', 404, code => 'no_snapshot' ],
     [ GET    => '/umlo/users?format=csv', 404, code => 'no_snapshot' ],
@@ -154,6 +155,11 @@ phase 'no snapshot yet',
     [ PUT    => '/umlo/users', 405, invalid => 1, code => 'method_not_allowed' ],
     [ DELETE => '/umlo/users/facets', 405, invalid => 1 ],
     [ POST   => '/umlo/dashboard', 405, invalid => 1 ];
+
+subtest 'status: If-None-Match' => sub {
+    check([ GET => '/umlo/status', 304, headers => { 'If-None-Match' => $v{etag} },
+        then => sub { is $_[0]{body}, '', 'no body' } ]);
+};
 
 phase 'bad sync requests',
     (map { [ POST => '/umlo/sync', 400, body => $_->[0], code => $_->[1], invalid => $_->[2] // 1 ] }
