@@ -6,6 +6,8 @@
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
 #   make test-asan  the suite against that build
+#   make bench      every benchmark, on a quiet machine; writes docs/benchmarks*.md
+#   make bench-smoke  every benchmark tool on a tiny org, in seconds (no figures)
 #   make browser-deps  playwright-core for t/browser.t (npm ci; make test runs it)
 
 NGX_SRC   ?= /usr/share/nginx/src
@@ -28,7 +30,7 @@ WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps browser-deps test test-asan demo asan bench clean
+.PHONY: all deps check-deps browser-deps test test-asan demo asan bench bench-smoke clean
 
 all: $(MODULE)
 
@@ -111,9 +113,24 @@ test-asan: check-deps $(ASAN_SO) browser-deps
 demo: $(MODULE)
 	@bash demo/run
 
+# The full set takes about 1.5 hours; each tool writes its docs/ file only
+# when it ran its full default set (BENCH_ARGS=--quick: a shorter check
+# that writes nothing).
 bench: check-deps $(MODULE)
 	python3 bench/sync_bench.py $(BENCH_ARGS)
+	python3 bench/sync_bench.py --scaling $(BENCH_ARGS)
 	python3 bench/users_bench.py $(BENCH_ARGS)
+	python3 bench/status_bench.py $(BENCH_ARGS)
+
+# Seconds per tool, tiny orgs: checks that the tools still work, asserts no
+# figure.  BENCH_SMOKE_OUT=DIR: also write the results files there.
+bench-smoke: check-deps $(MODULE)
+	python3 bench/sync_bench.py --smoke $(call smoke_out,benchmarks.md)
+	python3 bench/sync_bench.py --smoke --scaling $(call smoke_out,benchmarks-scaling.md)
+	python3 bench/users_bench.py --smoke $(call smoke_out,benchmarks-users.md)
+	python3 bench/status_bench.py --smoke $(call smoke_out,benchmarks-status.md)
+
+smoke_out = $(if $(BENCH_SMOKE_OUT),--write $(BENCH_SMOKE_OUT)/$(1))
 
 clean:
 	rm -rf $(BUILD) $(BROWSER)/node_modules

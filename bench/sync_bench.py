@@ -14,16 +14,20 @@ import json
 import math
 import os
 import platform
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from umlo_bench_common import (
+    CLK_TCK, Redis, children_of, copy_stable, cpu_busy_ticks, first_line,
+    free_port, loadavg, log, machine_info, median_range, others_busy,
+    proc_rss_kb, proc_ticks, read_first_line, redis_used_memory, stop_proc,
+    wait_port)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -51,6 +55,12 @@ DEFAULT_PROFILES = ["realistic", "fast"]
 DEFAULT_RUNS = 3
 DEFAULT_MAX_MINUTES = 12.0
 
+# --scaling: how cost grows with the org
+SCALING_SIZES = [1000, 10000, 30000, 100000]
+SCALING_PROFILES = ["realistic", "fast"]
+SCALING_DOC = os.path.join(REPO, "docs", "benchmarks-scaling.md")
+KNEE_FACTOR = 1.5         # marginal cost per user this much above the segment before: a knee
+
 SIM_CPU_LIMIT = 0.90      # simulator busier than this on its one core: invalid
 SIM_LAG_LIMIT_MS = 50.0   # median event-loop lag of the simulator: invalid
 
@@ -66,39 +76,12 @@ PUBLISHED = [
     ("10,000", "25+ min"),
 ]
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # the simulator the runs start: a copy taken at the start (see main)
 SIM_COPY = [None]
 
 
 # --------------------------------------------------------------------- utils
-
-def log(msg):
-    sys.stdout.write(msg + "\n")
-    sys.stdout.flush()
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
 
 def scrub(text, tmp):
     """No machine paths in what is reported: the temporary directory
@@ -119,16 +102,6 @@ def fmt_s(x):
 
 def fmt_rate(rate):
     return "unlimited" if rate == 0 else "%d/min" % rate
-
-
-def median_range(values, fmt):
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return "—"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt(med)
-    return "%s (%s–%s)" % (fmt(med), fmt(values[0]), fmt(values[-1]))
 
 
 def parse_size(text):
@@ -165,76 +138,6 @@ def sites_for(users):
 
 def groups_for(users):
     return max(1, users // 20)
-
-
-def proc_ticks(pid):
-    """utime + stime of a process, in clock ticks (None when it is gone)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def cpu_busy_ticks():
-    """Busy clock ticks of the whole machine (all cores), from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields[:8]) - idle
-
-
-def others_busy(seconds, own_pids):
-    """CPU (in cores) used by processes other than own_pids over a
-    short sample."""
-    t0, b0 = time.monotonic(), cpu_busy_ticks()
-    o0 = sum(proc_ticks(p) or 0 for p in own_pids)
-    time.sleep(seconds)
-    b1 = cpu_busy_ticks()
-    o1 = sum(proc_ticks(p) or 0 for p in own_pids)
-    return max(0.0, ((b1 - b0) - (o1 - o0)) / CLK_TCK / (time.monotonic() - t0))
-
-
-def proc_rss_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def children_of(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                data = f.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2:].split()
-        if int(fields[1]) == ppid:
-            out.append(int(name))
-    return sorted(out)
-
-
-def stop_proc(proc, sig=signal.SIGTERM, timeout=10):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------------- http
@@ -278,37 +181,6 @@ class Http:
             self.conn = None
 
 
-def redis_command(port, *args):
-    """One RESP command on a fresh connection -> decoded reply."""
-    payload = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        payload += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", port), 5) as s:
-        s.sendall(payload)
-        f = s.makefile("rb")
-        line = f.readline()
-        kind, rest = line[:1], line[1:].rstrip(b"\r\n")
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RuntimeError("redis: " + rest.decode())
-        if kind == b":":
-            return int(rest)
-        if kind == b"$":
-            n = int(rest)
-            return None if n < 0 else f.read(n + 2)[:-2].decode()
-        raise RuntimeError("redis: unexpected reply %r" % line)
-
-
-def redis_used_memory(port):
-    info = redis_command(port, "INFO", "memory")
-    for line in info.splitlines():
-        if line.startswith("used_memory:"):
-            return int(line.split(":")[1])
-    return None
-
-
 # --------------------------------------------------------------- processes
 
 class Sim:
@@ -332,19 +204,7 @@ class Sim:
         self.http = Http(self.port, timeout=60)
 
     def _first_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in buf and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-            elif self.proc.poll() is not None:
-                break
-        return buf.decode(errors="replace").strip()
+        return read_first_line(self.proc, timeout)
 
     def command(self):
         return "sim/umlo-sim --listen 127.0.0.1:0 " + " ".join(self.flags)
@@ -439,36 +299,6 @@ def bounds(shape, profile, rate, concurrency):
         "bound_s": max(steady_s, chain_s), "bound_burst_s": max(burst_s, chain_s),
         "concurrency_floor_s": min_calls * latency / concurrency,
     }
-
-
-class Redis:
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.dir = os.path.join(workdir, "redis")
-        os.makedirs(self.dir)
-        self.argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                     "--save", "", "--appendonly", "no", "--dir", self.dir,
-                     "--logfile", os.path.join(self.dir, "redis.log")]
-        self.proc = subprocess.Popen(self.argv, cwd=self.dir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if redis_command(self.port, "PING") == "PONG":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    @staticmethod
-    def command():
-        return "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
-
-    def stop(self):
-        stop_proc(self.proc)
 
 
 NGINX_CONF = """\
@@ -820,45 +650,6 @@ def describe_run(res, bound):
 
 # ------------------------------------------------------------------ report
 
-def machine_info():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem = int(line.split()[1]) / 1024.0 / 1024.0
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "model": model,
-            "memory": "%.1f GiB" % mem if mem else "unknown",
-            "kernel": platform.release(), "load": loadavg()}
-
-
-def loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return f.read().split()[0]
-    except OSError:
-        return "unknown"
-
-
-def first_line(argv):
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=20)
-        return p.stdout.decode(errors="replace").strip().splitlines()[0]
-    except (OSError, subprocess.TimeoutExpired, IndexError):
-        return "unavailable"
-
 
 def versions(nginx_bin, module):
     curl = first_line(["curl", "--version"])
@@ -1065,14 +856,49 @@ def flags(configs):
     return out
 
 
-def write_doc(path, argv, machine, vers, configs, shapes, args, started, finished):
+def commands_section(configs, args):
+    """How the runs were started: simulator, Redis, nginx, its config."""
     L = []
-    L.append("# Sync benchmark")
+    L.append("## Commands")
     L.append("")
-    L.append("Full syncs of a simulated Atlassian organization by ngx_umlo, against the "
-             "simulator in `sim/`, compared with the physical bound of each run.  "
-             "Written by `bench/sync_bench.py` (see [bench/README.md](../bench/README.md)); "
-             "every full run overwrites this file.")
+    L.append("Each run starts its own simulator, Redis and nginx on free loopback ports in a "
+             "temporary directory (`$RUN`), and stops them afterwards.  "
+             "`$BENCH/ngx_umlo_module.so` and `$BENCH/sim/` are copies of "
+             "`build/ngx_umlo_module.so` and `sim/` taken when the benchmark starts, so that "
+             "a rebuild or an edit meanwhile changes nothing that is being measured (the "
+             "commands below show the repository paths).")
+    L.append("")
+    L.append("```sh")
+    seen = []
+    for cfg in configs:
+        cmd = next((r.get("sim_command") for r in cfg["runs"] if r.get("sim_command")), None)
+        if cmd and cmd not in seen:
+            seen.append(cmd)
+            L.append(cmd)
+    L.append(Redis.command())
+    L.append(Nginx.command())
+    L.append("# before the POST: POST /__sim/stats/reset, POST /__sim/ratelimit/reset")
+    L.append("curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync")
+    L.append("curl http://127.0.0.1:$NGINX_PORT/umlo/status     # every 100 ms until it ends")
+    L.append("```")
+    L.append("")
+    L.append("`$RUN/nginx/nginx.conf`:")
+    L.append("")
+    L.append("```nginx")
+    L.append(nginx_conf("$BENCH/ngx_umlo_module.so", "127.0.0.1:$REDIS_PORT",
+                        "http://127.0.0.1:$SIM_PORT", "$RUN/nginx/api.key", "$NGINX_PORT",
+                        args.concurrency).rstrip())
+    L.append("```")
+    L.append("")
+    return L
+
+
+def doc_head(title, intro, argv, machine, vers, args, started, finished):
+    """The top of a results file: what ran, when, on what, with what."""
+    L = []
+    L.append("# " + title)
+    L.append("")
+    L.append(intro)
     L.append("")
     L.append("- Command: `%s`" % shown_command(argv))
     L.append("- Run: %s → %s UTC (%.0f min)" % (
@@ -1101,6 +927,17 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
     L.append("- `umlo_sync_concurrency`: %s" % (
         args.concurrency if args.concurrency is not None else "16 (default)"))
     L.append("")
+    return L
+
+
+SYNC_INTRO = ("Full syncs of a simulated Atlassian organization by ngx_umlo, against the "
+              "simulator in `sim/`, compared with the physical bound of each run.  "
+              "Written by `bench/sync_bench.py` (see [bench/README.md](../bench/README.md)); "
+              "every full run overwrites this file.")
+
+
+def write_doc(path, argv, machine, vers, configs, shapes, args, started, finished):
+    L = doc_head("Sync benchmark", SYNC_INTRO, argv, machine, vers, args, started, finished)
     L.append("## Results")
     L.append("")
     L += results_table(configs)
@@ -1180,37 +1017,166 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
              "and from then to `succeeded` (writing to Redis and the swap), at the 100 ms "
              "polling resolution.")
     L.append("")
-    L.append("## Commands")
-    L.append("")
-    L.append("Each run starts its own simulator, Redis and nginx on free loopback ports in a "
-             "temporary directory (`$RUN`), and stops them afterwards.  "
-             "`$BENCH/ngx_umlo_module.so` and `$BENCH/sim/` are copies of "
-             "`build/ngx_umlo_module.so` and `sim/` taken when the benchmark starts, so that "
-             "a rebuild or an edit meanwhile changes nothing that is being measured (the "
-             "commands below show the repository paths).")
-    L.append("")
-    L.append("```sh")
-    seen = []
+    L += commands_section(configs, args)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("\n".join(L))
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------- scaling
+
+def linear_fit(points):
+    """Least squares y = a + b·x -> (a, b, r²), or None for fewer than
+    two distinct x."""
+    if len(set(x for x, _ in points)) < 2:
+        return None
+    n = float(len(points))
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    sxy = sum((x - mx) * (y - my) for x, y in points)
+    syy = sum((y - my) ** 2 for _, y in points)
+    b = sxy / sxx
+    a = my - b * mx
+    r2 = (sxy * sxy / (sxx * syy)) if syy else 1.0
+    return a, b, r2
+
+
+def knee(points):
+    """The first size at which the marginal cost per user (from the size
+    before) exceeds KNEE_FACTOR times that of the segment before it, with
+    the marginal costs; points are (users, cost) sorted by users."""
+    marg = []
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        marg.append((x1, (y1 - y0) / (x1 - x0)))
+    for (_, m0), (x1, m1) in zip(marg, marg[1:]):
+        if m0 > 0 and m1 > KNEE_FACTOR * m0:
+            return x1, marg
+    return None, marg
+
+
+def scaling_series(configs, profile):
+    """(users, median wall s, median peak RSS growth KiB, median Redis
+    B/user, runs) of a profile's valid configurations, by size."""
+    out = []
     for cfg in configs:
-        cmd = next((r.get("sim_command") for r in cfg["runs"] if r.get("sim_command")), None)
-        if cmd and cmd not in seen:
-            seen.append(cmd)
-            L.append(cmd)
-    L.append(Redis.command())
-    L.append(Nginx.command())
-    L.append("# before the POST: POST /__sim/stats/reset, POST /__sim/ratelimit/reset")
-    L.append("curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync")
-    L.append("curl http://127.0.0.1:$NGINX_PORT/umlo/status     # every 100 ms until it ends")
-    L.append("```")
+        if cfg["profile"] != profile or cfg["rate"]:
+            continue
+        status, ok = summarize(cfg)
+        if not ok or (status and status.startswith("invalid")):
+            continue
+        out.append((cfg["users"],
+                    statistics.median(r["wall_s"] for r in ok),
+                    statistics.median(r["rss_peak_growth_kb"] for r in ok),
+                    statistics.median(r["redis_per_user"] or 0 for r in ok), ok))
+    return sorted(out, key=lambda t: t[0])
+
+
+def scaling_tables(configs, profiles):
+    L = []
+    for prof in profiles:
+        series = scaling_series(configs, prof)
+        L.append("### %s profile, no rate limit" % prof)
+        L.append("")
+        L.append("| users | sync wall time | per 1,000 users | marginal per 1,000 users "
+                 "| peak worker RSS growth | marginal RSS per 1,000 users | Redis per user "
+                 "| API calls |")
+        L.append("| ---: | --- | ---: | ---: | --- | ---: | --- | --- |")
+        prev = None
+        for users, wall, rss, red, ok in series:
+            if prev:
+                mt = "%.3f s" % ((wall - prev[1]) / (users - prev[0]) * 1000)
+                mr = "%.2f MiB" % ((rss - prev[2]) / 1024.0 / (users - prev[0]) * 1000)
+            else:
+                mt = mr = "—"
+            L.append("| %s | %s | %.3f s | %s | %s | %s | %s | %s |" % (
+                "{:,}".format(users), median_range([r["wall_s"] for r in ok], fmt_s),
+                wall / users * 1000, mt,
+                median_range([r["rss_peak_growth_kb"] / 1024.0 for r in ok],
+                             lambda x: "%.1f MiB" % x), mr,
+                median_range([r["redis_per_user"] for r in ok], lambda x: "%.0f B" % x),
+                median_range([r["calls"] for r in ok], lambda x: "%d" % x)))
+            prev = (users, wall, rss)
+        refused = [cfg for cfg in configs if cfg["profile"] == prof and not cfg["rate"]
+                   and cfg["users"] not in [t[0] for t in series]]
+        for cfg in refused:
+            status, _ = summarize(cfg)
+            L.append("| %s | **%s** | | | | | | |" % ("{:,}".format(cfg["users"]),
+                                                      status or "no valid run"))
+        L.append("")
+        for what, unit, pts in (
+                ("sync wall time", "s", [(t[0], t[1]) for t in series]),
+                ("peak worker RSS growth", "MiB", [(t[0], t[2] / 1024.0) for t in series]),
+                ("Redis memory", "MiB", [(t[0], t[3] * t[0] / 1048576.0) for t in series])):
+            fit = linear_fit(pts)
+            if not fit:
+                L.append("- %s: fewer than two sizes measured, no fit." % what)
+                continue
+            a, b, r2 = fit
+            at, marg = knee(pts)
+            L.append("- %s ≈ %.3g %s %s %.3g %s per 1,000 users (least squares over %d "
+                     "sizes, r² = %.4f); %s." % (
+                         what, a, unit, "−" if b < 0 else "+", abs(b) * 1000, unit,
+                         len(pts), r2,
+                         ("**knee at %s users**: the marginal cost per user from the size "
+                          "before is more than %.1f× that of the segment below (%s)" % (
+                              "{:,}".format(at), KNEE_FACTOR, ", ".join(
+                                  "%.3g %s/1,000 up to %s" % (m * 1000, unit, "{:,}".format(x))
+                                  for x, m in marg)))
+                         if at else
+                         "no knee: no segment's marginal cost per user is more than %.1f× "
+                         "the one below it (%s)" % (KNEE_FACTOR, ", ".join(
+                             "%.3g %s/1,000 up to %s" % (m * 1000, unit, "{:,}".format(x))
+                             for x, m in marg) or "one segment")))
+        L.append("")
+    return L
+
+
+SCALING_INTRO = ("How the cost of a full sync grows with the organization: sync time, the "
+                 "nginx worker's peak memory and Redis memory per user at %s users, to "
+                 "show whether it is linear and where a knee is.  Written by "
+                 "`bench/sync_bench.py --scaling` (see [bench/README.md](../bench/README.md)); "
+                 "every full run overwrites this file.")
+
+
+def write_scaling_doc(path, argv, machine, vers, configs, shapes, args, started, finished):
+    sizes = ", ".join("{:,}".format(u) for u in args.sizes)
+    L = doc_head("Sync cost against organization size", SCALING_INTRO % sizes, argv, machine,
+                 vers, args, started, finished)
+    L.append("## Growth")
     L.append("")
-    L.append("`$RUN/nginx/nginx.conf`:")
+    L += scaling_tables(configs, args.profiles)
+    L.append("- *marginal per 1,000 users*: the difference of the median from the size "
+             "before, divided by the users added; constant marginal costs are a linear "
+             "cost, a rising one a knee.  A knee is reported when a segment's marginal "
+             "cost per user exceeds %.1f× the segment's below it." % KNEE_FACTOR)
+    L.append("- *realistic* has 150 ms of latency per request: its time is the pages a sync "
+             "must wait for (divided by `umlo_sync_concurrency`); *fast* has none: its time "
+             "is CPU, of the module and of the single-threaded simulator.  The fast "
+             "profile's results are refused as simulator-bound when the simulator used "
+             "over %.0f%% of a core." % (100 * SIM_CPU_LIMIT))
+    L.append("- Memory: *peak worker RSS growth*, highest VmRSS of the nginx worker "
+             "(sampled every 100 ms) less its idle value; *Redis per user*, growth of "
+             "`used_memory` over the sync ÷ users in the snapshot.  The fit of Redis "
+             "memory is over the total (per user × users).")
     L.append("")
-    L.append("```nginx")
-    L.append(nginx_conf("$BENCH/ngx_umlo_module.so", "127.0.0.1:$REDIS_PORT",
-                        "http://127.0.0.1:$SIM_PORT", "$RUN/nginx/api.key", "$NGINX_PORT",
-                        args.concurrency).rstrip())
-    L.append("```")
+    fl = flags(configs)
+    L.append("### Flagged by the script")
     L.append("")
+    L += ["- " + f for f in fl] if fl else ["- nothing"]
+    L.append("")
+    L.append("## All figures of these runs")
+    L.append("")
+    L += results_table(configs)
+    L.append("")
+    L.append("Bounds, columns and flags as in [benchmarks.md](benchmarks.md).")
+    L.append("")
+    L.append("## Every run")
+    L.append("")
+    L += details_table(configs)
+    L.append("")
+    L += commands_section(configs, args)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("\n".join(L))
@@ -1248,9 +1214,25 @@ def parse_args(argv):
                    help="before each run, wait up to this long for other processes to use "
                         "less than %.1f core (default %%(default)s)" % OTHERS_LIMIT)
     p.add_argument("--keep", action="store_true", help="keep the temporary run directories")
+    p.add_argument("--scaling", action="store_true",
+                   help="how cost grows: %s users, no rate limit, realistic and fast; "
+                        "writes docs/benchmarks-scaling.md" % ",".join(map(str, SCALING_SIZES)))
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: a tiny org (300 users; 200 and 500 with --scaling), fast "
+                        "profile, 1 run, no waiting; checks that the tool works, writes nothing")
     args = p.parse_args(argv)
-    full = not args.quick and args.sizes is None and args.rates is None \
+    full = not args.quick and not args.smoke and args.sizes is None and args.rates is None \
         and args.profiles is None and args.runs is None
+    if args.smoke:
+        args.sizes = args.sizes or ([200, 500] if args.scaling else [300])
+        args.rates = args.rates or [0]
+        args.profiles = args.profiles or ["fast"]
+        args.runs = args.runs or 1
+        args.quiet_wait = 0
+    if args.scaling:
+        args.sizes = args.sizes or ([1000, 10000, 30000] if args.quick else SCALING_SIZES)
+        args.rates = args.rates or [0]
+        args.profiles = args.profiles or SCALING_PROFILES
     if args.quick:
         args.sizes = args.sizes or [1000, 10000]
         args.rates = args.rates or [0]
@@ -1266,7 +1248,7 @@ def parse_args(argv):
     if args.runs < 1:
         p.error("--runs must be at least 1")
     if args.write is None:
-        args.write = DOC if full else None
+        args.write = (SCALING_DOC if args.scaling else DOC) if full else None
     elif args.write == "-":
         args.write = None
     return args
@@ -1291,14 +1273,7 @@ def main(argv=None):
     machine = machine_info()
     tmp = tempfile.mkdtemp(prefix="umlo-bench-")
     module = os.path.join(tmp, "ngx_umlo_module.so")
-    for attempt in range(10):
-        before = os.stat(args.module)
-        shutil.copyfile(args.module, module)
-        after = os.stat(args.module)
-        if (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns) \
-                and time.time() - after.st_mtime > 2:
-            break
-        time.sleep(3)       # a build is writing it: wait for it to finish
+    copy_stable(args.module, module)     # a build may be writing it
     # Copies of the module and the simulator: a rebuild or an edit during
     # the benchmark must not change (or crash) what is being measured.
     simdir = os.path.join(tmp, "sim")
@@ -1358,10 +1333,15 @@ def main(argv=None):
     log("")
     for line in results_table(configs):
         log(line)
+    if args.scaling:
+        log("")
+        for line in scaling_tables(configs, args.profiles):
+            log(line)
     for f in flags(configs):
         log("flag: " + f)
     if args.write and not interrupted:
-        write_doc(args.write, argv, machine, vers, configs, shapes, args, started, finished)
+        (write_scaling_doc if args.scaling else write_doc)(
+            args.write, argv, machine, vers, configs, shapes, args, started, finished)
         log("\nwrote %s" % os.path.relpath(args.write, os.getcwd()))
     elif args.write:
         log("\ninterrupted: %s not written" % os.path.relpath(args.write, os.getcwd()))

@@ -19,10 +19,8 @@ import json
 import os
 import platform
 import re
-import select
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +28,11 @@ import tempfile
 import threading
 import time
 import urllib.parse
+
+from umlo_bench_common import (
+    CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, Redis, Wrk,
+    children_of, cpu_times, first_line, free_port, log, machine_info,
+    median_range as mrange, proc_stat_fields, proc_status_kb, proc_ticks, read_first_line, stop_proc, wait_port)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -41,7 +44,6 @@ ORG = "5d1f0c8e-2a47-4b9e-8c3d-7e6a1b0f9c24"
 API_KEY = "users-bench-key"
 SEED = 1
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # issue targets, milliseconds (users at 50 clients; dashboard p99 at 50)
 TARGET_USERS_P50 = 20.0
@@ -52,13 +54,7 @@ TARGET_CLIENTS = 50
 # the ping probe: 2 connections, each request on a new connection (so that
 # the probes land on either worker), a pause of PING_DELAY_MS before each
 PING_CONNS = 2
-PING_DELAY_MS = 10
 
-# a wrk run stops after this many requests per connection even before its
-# duration is over: every load is bounded in requests as well as in time
-MAX_REQUESTS_PER_CONN = 20000
-
-WRK_TIMEOUT_S = 10
 
 CSV_STALL_S = 30
 
@@ -66,91 +62,6 @@ PERF_HZ = 499
 
 
 # --------------------------------------------------------------------- utils
-
-def log(msg=""):
-    sys.stdout.write(msg + "\n")
-    sys.stdout.flush()
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.5).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def proc_stat_fields(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(")") + 2:].split()
-
-
-def proc_ticks(pid):
-    """utime + stime of a process (all its threads), in clock ticks."""
-    f = proc_stat_fields(pid)
-    return None if f is None else int(f[11]) + int(f[12])
-
-
-def proc_status_kb(pid, field):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def children_of(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        f = proc_stat_fields(int(name))
-        if f is not None and int(f[1]) == ppid:
-            out.append(int(name))
-    return sorted(out)
-
-
-def cpu_times():
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    with open("/proc/stat") as f:
-        parts = f.readline().split()[1:]
-    vals = [int(x) for x in parts[:8]]
-    idle = vals[3] + vals[4]
-    return sum(vals) - idle, sum(vals)
-
-
-def stop_proc(proc, sig=signal.SIGTERM, timeout=10):
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    except OSError:
-        pass
-
 
 def median_of(values):
     values = [v for v in values if v is not None]
@@ -171,17 +82,6 @@ def fmt_num(x, digits=0):
     if x is None:
         return "—"
     return ("{:,.%df}" % digits).format(x)
-
-
-def mrange(values, fmt):
-    """'median (min–max)' of a run's values, or just the value for one."""
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return "—"
-    med = statistics.median(values)
-    if len(values) == 1:
-        return fmt(med)
-    return "%s (%s–%s)" % (fmt(med), fmt(values[0]), fmt(values[-1]))
 
 
 def pct(x):
@@ -217,19 +117,6 @@ def http_json(port, path, method="GET", timeout=30):
     return status, doc, body
 
 
-def redis_command(port, *args):
-    payload = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a.encode() if isinstance(a, str) else a
-        payload += b"$%d\r\n%s\r\n" % (len(a), a)
-    with socket.create_connection(("127.0.0.1", port), 5) as s:
-        s.sendall(payload)
-        line = s.makefile("rb").readline()
-    if line.startswith(b"-"):
-        raise RuntimeError("redis: " + line[1:].decode().strip())
-    return line[1:].decode().strip()
-
-
 # --------------------------------------------------------------- processes
 
 class Sim:
@@ -250,19 +137,7 @@ class Sim:
         self.port = int(line.rsplit(":", 1)[1])
 
     def _first_line(self, timeout):
-        fd = self.proc.stdout.fileno()
-        buf = b""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in buf and time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if ready:
-                chunk = os.read(fd, 4096)
-                if not chunk:
-                    break
-                buf += chunk
-            elif self.proc.poll() is not None:
-                break
-        return buf.decode(errors="replace").strip()
+        return read_first_line(self.proc, timeout)
 
     def command(self):
         return "sim/umlo-sim --listen 127.0.0.1:0 " + " ".join(
@@ -273,36 +148,6 @@ class Sim:
         if self.proc.stdout:
             self.proc.stdout.close()
         self.stderr.close()
-
-
-class Redis:
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.dir = os.path.join(workdir, "redis")
-        os.makedirs(self.dir)
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.dir,
-                "--logfile", os.path.join(self.dir, "redis.log")]
-        self.proc = subprocess.Popen(argv, cwd=self.dir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if redis_command(self.port, "PING") == "PONG":
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-
-    @staticmethod
-    def command():
-        return "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no"
-
-    def stop(self):
-        stop_proc(self.proc)
 
 
 NGINX_CONF = """\
@@ -435,104 +280,6 @@ class Nginx:
 
 
 # ---------------------------------------------------------------------- wrk
-
-# The script reports wrk's own latency statistics (microseconds) as one line,
-# and stops each thread after MAX requests per connection.
-WRK_LUA = """\
-local path = %(path)s
-local cap = %(cap)d
-local sent = 0
-%(extra)s
-function request()
-  sent = sent + 1
-  if sent > cap then
-    wrk.thread:stop()
-  end
-  return wrk.format(nil, path)
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
-    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
-    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
-    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
-    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
-    latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9)))
-end
-"""
-
-
-def lua_str(s):
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_lua(tmp, name, path, conns_per_thread, ping=False):
-    extra = ""
-    if ping:
-        extra = ('wrk.headers["Connection"] = "close"\n'
-                 "function delay()\n  return %d\nend\n" % PING_DELAY_MS)
-    text = WRK_LUA % {"path": lua_str(path), "cap": MAX_REQUESTS_PER_CONN * conns_per_thread,
-                      "extra": extra}
-    fn = os.path.join(tmp, name)
-    with open(fn, "w") as f:
-        f.write(text)
-    return fn
-
-
-class Wrk:
-    """One wrk process; its CPU use comes from wait4()'s rusage."""
-
-    def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False):
-        self.threads = threads
-        self.duration = duration
-        name = "wrk-%d-%s.lua" % (os.getpid(), hashlib.sha1(
-            ("%s|%d|%d|%s" % (path, conns, threads, ping)).encode()).hexdigest()[:10])
-        script = write_lua(tmp, name, path, max(1, conns // threads), ping)
-        self.argv = [wrk_bin, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
-                     "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", script,
-                     "http://127.0.0.1:%d%s" % (port, path)]
-        self.out = tempfile.TemporaryFile(dir=tmp)
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.argv, stdout=self.out, stderr=subprocess.STDOUT)
-
-    def finish(self):
-        deadline = self.t0 + self.duration + WRK_TIMEOUT_S + 15
-        ru = None
-        while True:
-            pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
-            if pid:
-                self.proc.returncode = status
-                break
-            if time.monotonic() > deadline:
-                self.proc.kill()
-                pid, status, ru = os.wait4(self.proc.pid, 0)
-                self.proc.returncode = status
-                raise RuntimeError("wrk did not stop in time: %s" % " ".join(self.argv))
-            time.sleep(0.05)
-        wall = time.monotonic() - self.t0
-        self.out.seek(0)
-        text = self.out.read().decode(errors="replace")
-        self.out.close()
-        m = re.search(r"^UMLO-RESULT (.*)$", text, re.M)
-        if not m:
-            raise RuntimeError("wrk gave no result (exit %s): %s" % (status, text[-500:]))
-        r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
-        dur = r["duration_us"] / 1e6
-        errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
-        return {
-            "requests": int(r["requests"]),
-            "rps": r["requests"] / dur if dur > 0 else None,
-            "mb_per_s": r["bytes"] / dur / 1e6 if dur > 0 else None,
-            "bytes_per_req": r["bytes"] / r["requests"] if r["requests"] else None,
-            "p50": r["p50"] / 1000.0, "p90": r["p90"] / 1000.0,
-            "p99": r["p99"] / 1000.0, "p999": r["p999"] / 1000.0,
-            "max": r["max"] / 1000.0, "mean": r["mean"] / 1000.0,
-            "errors": int(errors), "non2xx": int(r["status"]),
-            "timeouts": int(r["timeout"]),
-            "cpu_s": ru.ru_utime + ru.ru_stime, "wall": wall,
-        }
 
 
 # ------------------------------------------------------------- measurement
@@ -999,7 +746,8 @@ class Bench:
                 for c in a.conns:
                     self.load_run("users", q["name"], q["path"], c, a.duration, run)
             for q in refs:
-                self.load_run("ref", q["name"], q["path"], 1, max(2, a.duration // 2), run)
+                self.load_run("ref", q["name"], q["path"], 1,
+                              max(1 if a.smoke else 2, a.duration // 2), run)
             self.load_run("dashboard", "dashboard", "/umlo/dashboard", TARGET_CLIENTS,
                           a.duration, run)
         time.sleep(0.5)
@@ -1060,36 +808,6 @@ def bottleneck(row, threads):
 
 
 # ------------------------------------------------------------------ report
-
-def machine_info():
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem = int(line.split()[1]) / 1024.0 / 1024.0
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "model": model,
-            "memory": "%.1f GiB" % mem if mem else "unknown",
-            "kernel": platform.release()}
-
-
-def first_line(argv):
-    try:
-        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
-        return p.stdout.decode(errors="replace").strip().splitlines()[0]
-    except (OSError, subprocess.TimeoutExpired, IndexError):
-        return "unavailable"
 
 
 def git_state():
@@ -1529,6 +1247,9 @@ def parse_args(argv):
                    help="listen ... reuseport: the kernel spreads connections over the workers")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 20,000 users, 1 run, 3 s per wrk run, no perf")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds: 500 users, 1 run of 1 s at 2 clients, no perf, no "
+                        "waiting; checks that the tool works, writes nothing")
     p.add_argument("--sync-timeout", type=int, default=1800, help="seconds")
     p.add_argument("--quiet-wait", type=float, default=30.0, metavar="SECONDS",
                    help="before each run, wait up to SECONDS for the machine to be "
@@ -1544,12 +1265,20 @@ def parse_args(argv):
     custom = any(x is not None for x in (args.users, args.runs, args.duration)) \
         or args.conns != "1,10,50" or args.no_ping or args.groups is not None \
         or args.sites != 8 or args.wrk_threads != 2 or args.reuseport
+    if args.smoke:
+        args.users = args.users or 500
+        args.duration = args.duration or 1
+        args.perf = 0 if args.perf is None else args.perf
+        args.quiet_wait = 0
+        if args.conns == "1,10,50":
+            args.conns = "2"
+        args.wrk_threads = 1
     if args.users is None:
         args.users = 20000 if args.quick else 100000
     if args.groups is None:
         args.groups = max(1, args.users // 20)
     if args.runs is None:
-        args.runs = 1 if args.quick else 3
+        args.runs = 1 if args.quick or args.smoke else 3
     if args.duration is None:
         args.duration = 3 if args.quick else 10
     if args.perf is None:
@@ -1559,7 +1288,7 @@ def parse_args(argv):
             or min(args.conns) < 1 or max(args.conns) > 500 or args.duration > 120:
         p.error("users, runs, duration (1..120 s) and connections (1..500) must be positive")
     if args.write is None:
-        args.write = "-" if (args.quick or custom) else DOC
+        args.write = "-" if (args.quick or args.smoke or custom) else DOC
     return args
 
 

@@ -59,5 +59,23 @@
 /* list: users pages that arrived before the groups they refer to */
 #define NGX_UMLO_KEY_GEN_STAGE   "umlo:{%s}:g:%lld:stage"
 
+/* string: a bulk job's document (plan, progress, per-user results) */
+#define NGX_UMLO_KEY_BULK_JOB    "umlo:{%s}:bulk:job:%s"
+
+/* string: a dry run's plan, kept for its token's lifetime */
+#define NGX_UMLO_KEY_BULK_TOKEN  "umlo:{%s}:bulk:token:%s"
+
+/* list: audit entries of bulk jobs, newest first */
+#define NGX_UMLO_KEY_BULK_AUDIT  "umlo:{%s}:bulk:audit"
+
+/* hash: task id -> task document (saved filter, action, schedule) */
+#define NGX_UMLO_KEY_TASKS       "umlo:{%s}:tasks"
+
+/* zset: task ids scored by their next run (ms), pushed on when claimed */
+#define NGX_UMLO_KEY_TASKS_DUE   "umlo:{%s}:tasks:due"
+
+/* hash: a task's users in their notice period: account id -> first match */
+#define NGX_UMLO_KEY_TASK_NOTICE "umlo:{%s}:tasks:notice:%s"
+
 
 #endif /* _NGX_UMLO_KEYS_H_INCLUDED_ */

@@ -11,6 +11,8 @@
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
 #include "ngx_umlo_store.h"
+#include "ngx_umlo_bulk.h"
+#include "ngx_umlo_task.h"
 
 #include <curl/curl.h>
 
@@ -29,6 +31,8 @@ static char *ngx_umlo_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_umlo_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
     ngx_str_t *secret, const char *directive);
@@ -50,6 +54,15 @@ static ngx_conf_num_bounds_t  ngx_umlo_selective_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_umlo_history_bounds = {
     ngx_conf_check_num_bounds, 1, 10000
+};
+
+/* a filter's matches fit on one page of the query engine */
+static ngx_conf_num_bounds_t  ngx_umlo_bulk_users_bounds = {
+    ngx_conf_check_num_bounds, 1, 1000
+};
+
+static ngx_conf_num_bounds_t  ngx_umlo_bulk_audit_bounds = {
+    ngx_conf_check_num_bounds, 1, 100000
 };
 
 
@@ -146,6 +159,83 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_bulk_max_users"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_max_users),
+      &ngx_umlo_bulk_users_bounds },
+
+    { ngx_string("umlo_bulk_max_data_age"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_max_age),
+      NULL },
+
+    { ngx_string("umlo_bulk_token_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_token_ttl),
+      NULL },
+
+    { ngx_string("umlo_bulk_retention"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_retention),
+      NULL },
+
+    { ngx_string("umlo_bulk_audit_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_audit_max),
+      &ngx_umlo_bulk_audit_bounds },
+
+    { ngx_string("umlo_bulk_protected_group"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_protected),
+      NULL },
+
+    { ngx_string("umlo_bulk_actor"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, bulk_actor),
+      NULL },
+
+    { ngx_string("umlo_bulk"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_bulk_handler },
+
+    { ngx_string("umlo_tasks"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_tasks_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_tasks_handler },
+
+    { ngx_string("umlo_tasks_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, tasks_interval),
+      NULL },
+
+    { ngx_string("umlo_tasks_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, tasks_webhook),
+      NULL },
+
     { ngx_string("umlo_sync"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
@@ -238,6 +328,13 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->bulk_max_users = NGX_CONF_UNSET_UINT;
+    umcf->bulk_max_age = NGX_CONF_UNSET;
+    umcf->bulk_token_ttl = NGX_CONF_UNSET_MSEC;
+    umcf->bulk_retention = NGX_CONF_UNSET;
+    umcf->bulk_audit_max = NGX_CONF_UNSET_UINT;
+    umcf->bulk_protected = NGX_CONF_UNSET_PTR;
+    umcf->tasks_interval = NGX_CONF_UNSET_MSEC;
 
     return umcf;
 }
@@ -257,6 +354,19 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_uint_value(umcf->bulk_max_users, 100);
+    ngx_conf_init_value(umcf->bulk_max_age, 86400);
+    ngx_conf_init_msec_value(umcf->bulk_token_ttl, 900000);
+    ngx_conf_init_value(umcf->bulk_retention, 30 * 86400);
+    ngx_conf_init_uint_value(umcf->bulk_audit_max, 10000);
+    ngx_conf_init_ptr_value(umcf->bulk_protected, NULL);
+    ngx_conf_init_msec_value(umcf->tasks_interval, 30000);
+
+    if (umcf->tasks_interval < 1000) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_tasks_interval\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
 
     if (umcf->sync_lease < 3000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -571,6 +681,20 @@ ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* umlo_tasks also starts each worker's look for due tasks */
+
+static char *
+ngx_umlo_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_umlo_module);
+    umcf->tasks_used = 1;
+
+    return ngx_umlo_handler_directive(cf, cmd, conf);
+}
+
+
 /*
  * Reads a secret file whole, without the trailing newline.  The secret is
  * kept only in memory; no message here ever prints it.
@@ -697,7 +821,7 @@ ngx_umlo_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_umlo_tasks_init_process(cycle, umcf);
 }
 
 

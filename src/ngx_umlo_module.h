@@ -46,6 +46,18 @@ typedef struct {
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
 
+    ngx_uint_t            bulk_max_users;    /* umlo_bulk_max_users */
+    time_t                bulk_max_age;      /* umlo_bulk_max_data_age */
+    ngx_msec_t            bulk_token_ttl;    /* umlo_bulk_token_ttl */
+    time_t                bulk_retention;    /* umlo_bulk_retention */
+    ngx_uint_t            bulk_audit_max;    /* umlo_bulk_audit_max */
+    ngx_array_t          *bulk_protected;    /* umlo_bulk_protected_group */
+    ngx_http_complex_value_t  *bulk_actor;   /* umlo_bulk_actor */
+
+    ngx_flag_t            tasks_used;        /* a umlo_tasks location */
+    ngx_msec_t            tasks_interval;    /* umlo_tasks_interval */
+    ngx_str_t             tasks_webhook;     /* umlo_tasks_webhook */
+
     ngx_flag_t            used;              /* a umlo_* handler exists */
 
     ngx_umlo_redis_t     *redis;             /* per worker, init_process */

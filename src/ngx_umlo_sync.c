@@ -456,9 +456,9 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
         doc = ngx_umlo_sync_doc(reply);
         out = json_pack("{s:{s:i,s:s,s:s},s:o}",
                         "error", "status", 409, "code", "sync_running",
-                        "message", "a sync of this organization is already "
-                                   "running; follow it with the status "
-                                   "endpoint",
+                        "message", "a sync or a bulk job of this "
+                                   "organization is already running; "
+                                   "follow a sync with the status endpoint",
                         "sync", doc ? doc : json_null());
 
         rc = out ? ngx_umlo_send_json(r, NGX_HTTP_CONFLICT, out)

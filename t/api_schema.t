@@ -29,12 +29,14 @@ my $api = Umlo::OpenAPI->load('docs/api.yaml');
 my @lint = $api->lint;
 ok !@lint, 'docs/api.yaml: lint finds nothing' or diag join "\n", @lint;
 
-# The CSV answer: a header row naming the columns, CRLF line ends.
+# The CSV answers (users, bulk audit): a header row naming the columns,
+# CRLF line ends.
 $api->media_check('text/csv', sub {
     my ($body) = @_;
     my @e;
     push @e, 'CSV does not start with the header row'
-        unless $body =~ /\Aid,name,email,status,account_type,claim_status,billable,last_active,last_active_source,never_active,created,sites,products,groups\r\n/;
+        unless $body =~ /\Aid,name,email,status,account_type,claim_status,billable,last_active,last_active_source,never_active,created,sites,products,groups\r\n/
+            || $body =~ /\Aat,job,who,action,params,target,dry_run,state,dry_run_id,user,outcome,reason\r\n/;
     push @e, 'CSV has a bare LF line end' if $body =~ /(?<!\r)\n(?=(?:[^"]*"[^"]*")*[^"]*\z)/;
     return @e;
 });
@@ -46,6 +48,8 @@ $t->start_nginx(
     http_config => umlo_http_config(q{
         umlo_sync_selective_max 5;
         umlo_sync_grace 1s;
+        umlo_bulk_max_users 30;
+        umlo_tasks_interval 1s;
     }),
     config => q{
         location = /umlo/status { umlo_status; }
@@ -55,6 +59,8 @@ $t->start_nginx(
         }
         location /umlo/users { umlo_users; }
         location = /umlo/dashboard { umlo_dashboard; }
+        location /umlo/bulk { umlo_bulk; }
+        location /umlo/tasks { umlo_tasks; }
     },
 );
 
@@ -280,6 +286,101 @@ phase 'succeeded',
     [ GET  => sub { "/umlo/users?format=csv&cursor=" . esc($v{next}) }, 400, code => 'invalid_parameter' ],
     [ GET  => sub { "/umlo/users?limit=3&sort=email&cursor=" . esc($v{next}) }, 400, code => 'invalid_parameter' ];
 
+sub wait_job {
+    my ($id) = @_;
+    ok wait_for(sub { (req($t, GET => "/umlo/bulk/jobs/$id")->{json}{state} // '')
+        =~ /^(?:succeeded|failed|cancelled)$/ }, timeout => 30), "bulk job $id finished";
+}
+
+phase 'bulk jobs',
+    [ POST => '/umlo/bulk', 200, json => { action => 'suspend', users => [ $v{id} ],
+      dry_run => JSON::PP::true }, then => sub { $v{token} = $_[0]{json}{token} } ],
+    [ POST => '/umlo/bulk', 200, json => { action => 'remove_product', site => $v{site},
+      product => $v{product}, filter => 'status=active&q=a' } ],
+    [ POST => '/umlo/bulk', 200, json => { action => 'add_to_group', group => $v{group},
+      users => [ $v{id} ], dry_run => JSON::PP::true, force => JSON::PP::false } ],
+    [ POST => '/umlo/bulk', 400, body => '{"action":', code => 'invalid_json', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'suspend', users => [ $v{id} ], x => 1 },
+      code => 'unknown_field', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'fly', users => [ $v{id} ] },
+      code => 'invalid_action', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'add_to_group', users => [ $v{id} ] },
+      code => 'missing_field', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'suspend', group => 'g', users => [ $v{id} ] },
+      code => 'unexpected_field', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'suspend', users => [ $v{id} ], filter => '' },
+      code => 'invalid_target', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'suspend', users => ['a b'] },
+      code => 'invalid_users', invalid => 1 ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'suspend', filter => 'limit=5' },
+      code => 'invalid_filter', invalid => 'config' ],
+    [ POST => '/umlo/bulk', 400, json => { action => 'suspend', filter => 'colour=red' },
+      code => 'unknown_parameter', invalid => 'config' ],
+    [ POST => '/umlo/bulk', 400, json => { token => 'nope' }, code => 'invalid_token', invalid => 1 ],
+    [ POST => '/umlo/bulk', 404, json => { token => 'f' x 32 }, code => 'unknown_token' ],
+    [ POST => '/umlo/bulk', 422, json => { action => 'add_to_group', group => 'no-such-group',
+      users => [ $v{id} ] }, code => 'unknown_group' ],
+    [ POST => '/umlo/bulk', 422, json => { action => 'suspend',
+      users => [ map { "u$_" } 1 .. 31 ] }, code => 'too_many_users', invalid => 'config' ],
+    [ POST => '/umlo/bulk', 413, body => '{"action":"suspend","users":["' . ('a' x 40000) . '"]}',
+      code => 'body_too_large', invalid => 1 ];
+subtest 'a bulk job, and one refused by the org lock' => sub {
+    my $r = check([ POST => '/umlo/bulk', 202, body => encode_json({ token => $v{token} }) ]);
+    $v{job} = $r->{json}{id};
+    wait_job($v{job});
+    $t->redis('SET', org_key($t, 'lock'), 'someone', 'PX', 20000);
+    check([ POST => '/umlo/bulk', 409, json => { action => 'restore', users => [ $v{id} ] },
+        code => 'org_busy' ]);
+    $t->redis('DEL', org_key($t, 'lock'));
+    $r = check([ POST => '/umlo/bulk', 202, json => { action => 'restore', users => [ $v{id} ] } ]);
+    wait_job($r->{json}{id});
+};
+phase 'bulk jobs and the audit log, read back',
+    [ GET  => sub { "/umlo/bulk/jobs/$v{job}" }, 200, then => sub {
+        is $_[0]{json}{state}, 'succeeded', 'the job succeeded' } ],
+    [ HEAD => sub { "/umlo/bulk/jobs/$v{job}" }, 200 ],
+    [ GET  => '/umlo/bulk/jobs/b-1-00000000', 404, code => 'unknown_job' ],
+    [ GET  => '/umlo/bulk/audit', 200 ],
+    [ GET  => '/umlo/bulk/audit?limit=2&format=json', 200 ],
+    [ GET  => '/umlo/bulk/audit?format=csv', 200 ],
+    [ GET  => '/umlo/bulk/audit?limit=0', 400, code => 'invalid_parameter', invalid => 1 ],
+    [ GET  => '/umlo/bulk/audit?format=xml', 400, code => 'invalid_parameter', invalid => 1 ],
+    [ PUT  => '/umlo/bulk', 405, invalid => 1, code => 'method_not_allowed' ],
+    [ POST => '/umlo/bulk/audit', 405, invalid => 1, code => 'method_not_allowed' ];
+
+my %task = (name => 'schema', filter => 'q=zzz-nobody', action => 'suspend',
+            schedule => { every => '1h' });
+phase 'tasks',
+    [ POST   => '/umlo/tasks', 201, json => \%task, then => sub { $v{task} = $_[0]{json}{id} } ],
+    [ POST   => '/umlo/tasks', 201, json => { %task, action => 'remove_from_group',
+      group => $v{group}, schedule => { daily => '04:30' }, notice => '14d' } ],
+    [ POST   => '/umlo/tasks', 400, json => { %task, notice => 'soon' }, code => 'invalid_notice',
+      invalid => 'config' ],
+    [ POST   => '/umlo/tasks', 400, json => { %task, schedule => { daily => '4h' } },
+      code => 'invalid_schedule', invalid => 1 ],
+    [ POST   => '/umlo/tasks', 400, json => { %task, schedule => { every => '5s' } },
+      code => 'invalid_schedule', invalid => 'config' ],
+    [ POST   => '/umlo/tasks', 400, json => { %task, name => '' }, code => 'missing_field',
+      invalid => 1 ],
+    [ POST   => '/umlo/tasks', 400, json => { %task, users => ['a'] }, code => 'unexpected_field',
+      invalid => 1 ],
+    [ POST   => '/umlo/tasks', 400, body => '[', code => 'invalid_json', invalid => 1 ],
+    [ GET    => '/umlo/tasks', 200 ],
+    [ GET    => sub { "/umlo/tasks/$v{task}" }, 200 ],
+    [ POST   => sub { "/umlo/tasks/$v{task}/run" }, 202 ],
+    [ GET    => '/umlo/tasks/t-00', 404, code => 'unknown_task' ],
+    [ POST   => '/umlo/tasks/t-00/run', 404, code => 'unknown_task' ],
+    [ DELETE => '/umlo/tasks', 405, invalid => 1, code => 'method_not_allowed' ],
+    [ POST   => sub { "/umlo/tasks/$v{task}" }, 405, invalid => 1 ],
+    [ GET    => sub { "/umlo/tasks/$v{task}/run" }, 405, invalid => 1 ];
+ok wait_for(sub { (req($t, GET => "/umlo/tasks/$v{task}")->{json}{last_run}{state} // '')
+    eq 'succeeded' }, timeout => 30), 'the task ran';
+phase 'a task that ran, deleted',
+    [ GET    => sub { "/umlo/tasks/$v{task}" }, 200, then => sub {
+        is $_[0]{json}{last_run}{counts}{targets}, 0, 'its filter matched nobody' } ],
+    [ DELETE => sub { "/umlo/tasks/$v{task}" }, 200 ],
+    [ DELETE => sub { "/umlo/tasks/$v{task}" }, 404, code => 'unknown_task' ];
+
 phase 'a selective sync',
     [ POST => '/umlo/sync', 202, json => { users => [ $v{id}, 'gone-user-1' ] }, then => sub {
         json_contains $_[0]{json}, { trigger => 'selective', users_requested => [ $v{id}, 'gone-user-1' ] },
@@ -308,7 +409,16 @@ phase 'Redis gone',
     [ GET    => '/umlo/users', 503, code => 'redis_unavailable' ],
     [ GET    => '/umlo/users/facets', 503, code => 'redis_unavailable' ],
     [ GET    => sub { "/umlo/users/$v{id}" }, 503, code => 'redis_unavailable' ],
-    [ GET    => '/umlo/dashboard', 503, code => 'redis_unavailable' ];
+    [ GET    => '/umlo/dashboard', 503, code => 'redis_unavailable' ],
+    [ POST   => '/umlo/bulk', 503, json => { action => 'suspend', users => ['someone-1'] },
+      code => 'redis_unavailable' ],
+    [ GET    => '/umlo/bulk/jobs/b-1-00000000', 503, code => 'redis_unavailable' ],
+    [ GET    => '/umlo/bulk/audit', 503, code => 'redis_unavailable' ],
+    [ GET    => '/umlo/tasks', 503, code => 'redis_unavailable' ],
+    [ POST   => '/umlo/tasks', 503, json => \%task, code => 'redis_unavailable' ],
+    [ GET    => '/umlo/tasks/t-00', 503, code => 'redis_unavailable' ],
+    [ DELETE => '/umlo/tasks/t-00', 503, code => 'redis_unavailable' ],
+    [ POST   => '/umlo/tasks/t-00/run', 503, code => 'redis_unavailable' ];
 
 # --------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ use Umlo::Users;
 # keep in step with "Redis ACL" in docs/operations.md
 my @COMMANDS = qw(auth select eval get set del unlink hget hmget hlen hscan
     hvals hset hdel hincrby lpush rpush lpop ltrim multi exec incr pexpire
-    pttl zadd zrangebyscore zrem);
+    pttl zadd zrangebyscore zrem lrange hexists hgetall);
 
 my $doc = do { local (@ARGV, $/) = 'docs/operations.md'; <> };
 for my $c (@COMMANDS) {
@@ -46,8 +46,9 @@ $t->start_nginx(
         "umlo_redis \$UMLO_REDIS password_file=$pass;",
         'umlo_api_base $UMLO_SIM;', 'umlo_org $UMLO_ORG;',
         'umlo_api_key_file $UMLO_KEY_FILE;', 'umlo_thread_pool umlo;',
-        'umlo_sync_grace 1s;'),
-    config => join("\n", umlo_locations(), users_locations()),
+        'umlo_sync_grace 1s;', 'umlo_tasks_interval 1s;'),
+    config => join("\n", umlo_locations(), users_locations(),
+        'location /umlo/bulk { umlo_bulk; }', 'location /umlo/tasks { umlo_tasks; }'),
 );
 
 for my $n (1 .. 3) {
@@ -61,6 +62,7 @@ my $users = req($t, GET => '/umlo/users?limit=2');
 is $users->{status}, 200, 'users: 200';
 my $id = $users->{json} && $users->{json}{data}[0]{id};
 my ($st) = run_sync($t, json => { users => [ $id, 'gone-user-1' ] });
+my $r;
 is $st && $st->{state}, 'succeeded', 'selective sync succeeds';
 
 for my $path ('/umlo/users?status=active', "/umlo/users/$id", '/umlo/users/facets',
@@ -68,8 +70,27 @@ for my $path ('/umlo/users?status=active', "/umlo/users/$id", '/umlo/users/facet
     is req($t, GET => $path)->{status}, 200, "$path: 200";
 }
 
+# bulk jobs and tasks
+my $dry = req($t, POST => '/umlo/bulk', json => { action => 'suspend', users => [$id],
+    dry_run => JSON::PP::true });
+is $dry->{status}, 200, 'bulk dry run: 200' or diag $dry->{body};
+$r = req($t, POST => '/umlo/bulk', json => { token => $dry->{json}{token} // '' });
+is $r->{status}, 202, 'bulk job from the token: 202' or diag $r->{body};
+ok wait_for(sub { (req($t, GET => "/umlo/bulk/jobs/$r->{json}{id}")->{json}{state} // '')
+    eq 'succeeded' }, timeout => 30), 'the job succeeds';
+is req($t, GET => "/umlo/bulk/$_")->{status}, 200, "bulk $_: 200" for qw(audit audit?format=csv);
+$r = req($t, POST => '/umlo/tasks', json => { name => 'acl', filter => "q=$id",
+    action => 'restore', schedule => { every => '1h' }, notice => '1s' });
+is $r->{status}, 201, 'task created' or diag $r->{body};
+my $task = $r->{json}{id} // '';
+is req($t, POST => "/umlo/tasks/$task/run")->{status}, 202, 'task run: 202';
+ok wait_for(sub { (req($t, GET => "/umlo/tasks/$task")->{json}{last_run}{state} // '')
+    eq 'succeeded' }, timeout => 30), 'the task run succeeds';
+is req($t, GET => '/umlo/tasks')->{status}, 200, 'tasks: 200';
+is req($t, DELETE => "/umlo/tasks/$task")->{status}, 200, 'task deleted';
+
 $t->sim_admin(POST => 'config', { latencyMs => 800 });
-my $r = req($t, POST => '/umlo/sync');
+$r = req($t, POST => '/umlo/sync');
 is $r->{status}, 202, 'a slow sync starts';
 ok wait_for(sub { status_json($t)->{state} eq 'running' }, timeout => 10), 'running';
 is req($t, DELETE => '/umlo/sync')->{status}, 202, 'DELETE: 202';
