@@ -18,9 +18,9 @@ ASAN_SO   := $(BUILD)/asan/ngx_umlo_module.so
 SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
-             libhiredis-dev redis-server redis-tools python3 perl \
+             libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
              libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl \
-             chromium
+             python3-prometheus-client chromium
 # Node.js for the browser tests (t/browser.t), only where no node is
 # installed: Debian's npm conflicts with other builds of nodejs.
 NODE_PKGS := nodejs npm
@@ -39,9 +39,10 @@ all: $(MODULE)
 check-deps:
 	@missing=; \
 	for f in $(NGX_SRC)/conf_flags /usr/sbin/nginx /usr/bin/curl-config \
-	         /usr/include/jansson.h \
+	         /usr/include/jansson.h /usr/include/openssl/hmac.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
+	         /usr/lib/python3/dist-packages/prometheus_client \
 	         /usr/bin/chromium; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \

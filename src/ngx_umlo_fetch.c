@@ -613,6 +613,10 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
                                ? json_object_get(job->doc, "api")
                                : json_null());
 
+    if (summary != NULL && json_object_get(job->doc, "error") != NULL) {
+        json_object_set(summary, "error", json_object_get(job->doc, "error"));
+    }
+
     /* the lock goes last: no new sync may start before the record is in */
     if ((summary != NULL
          && ngx_umlo_store_history(&job->store, summary, job->history) != 0)
@@ -869,6 +873,7 @@ static json_t *
 ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
     const char *what, const char **next)
 {
+    char             expiry[32];
     json_t          *data, *links;
     ngx_umlo_job_t  *job;
 
@@ -881,7 +886,18 @@ ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
     }
 
     if (req->error[0] != '\0') {
-        if (req->status == 401) {
+        if (req->status == 401 && job->key_expires > 0
+            && ngx_umlo_fetch_now() / 1000 >= job->key_expires)
+        {
+            ngx_umlo_fetch_iso(expiry, sizeof(expiry),
+                               job->key_expires * 1000);
+            ngx_umlo_fetch_fail(job, what, "Organization API key rejected: "
+                                "check umlo_api_key_file and its expiry; "
+                                "the likely cause: the key expired at %s "
+                                "(umlo_api_key_expires) (%s)", expiry,
+                                req->error);
+
+        } else if (req->status == 401) {
             ngx_umlo_fetch_fail(job, what, "Organization API key rejected: "
                                 "check umlo_api_key_file and its expiry "
                                 "(%s)", req->error);

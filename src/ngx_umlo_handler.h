@@ -15,6 +15,8 @@
 ngx_int_t ngx_umlo_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_umlo_users_handler(ngx_http_request_t *r);
 ngx_int_t ngx_umlo_dashboard_handler(ngx_http_request_t *r);
+ngx_int_t ngx_umlo_history_handler(ngx_http_request_t *r);
+ngx_int_t ngx_umlo_prom_handler(ngx_http_request_t *r);
 
 /* Sends a JSON document (not consumed) with the given status. */
 ngx_int_t ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status,

@@ -33,6 +33,19 @@
 /* list: JSON summaries of finished syncs, newest first */
 #define NGX_UMLO_KEY_HISTORY     "umlo:{%s}:history"
 
+/*
+ * hash: counters of finished syncs and webhook deliveries, the same for
+ * every instance (the metrics location reads it); fields are described
+ * in ngx_umlo_store_stats()
+ */
+#define NGX_UMLO_KEY_STATS       "umlo:{%s}:stats"
+
+/* list: JSON outcomes of webhook deliveries, newest first, trimmed */
+#define NGX_UMLO_KEY_DELIVERIES  "umlo:{%s}:deliveries"
+
+/* string: the day (UTC, YYYY-MM-DD) whose key.expiring webhook is sent */
+#define NGX_UMLO_KEY_KEYWARN     "umlo:{%s}:keywarn:%s"
+
 /* counter: source of generation numbers */
 #define NGX_UMLO_KEY_GENSEQ      "umlo:{%s}:genseq"
 

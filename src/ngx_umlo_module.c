@@ -11,6 +11,8 @@
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
 #include "ngx_umlo_store.h"
+#include "ngx_umlo_webhook.h"
+#include "ngx_umlo_keyexp.h"
 #include "ngx_umlo_bulk.h"
 #include "ngx_umlo_task.h"
 
@@ -34,8 +36,6 @@ static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
-    ngx_str_t *secret, const char *directive);
 static ngx_int_t ngx_umlo_init_process(ngx_cycle_t *cycle);
 static void ngx_umlo_exit_process(ngx_cycle_t *cycle);
 
@@ -63,6 +63,11 @@ static ngx_conf_num_bounds_t  ngx_umlo_bulk_users_bounds = {
 
 static ngx_conf_num_bounds_t  ngx_umlo_bulk_audit_bounds = {
     ngx_conf_check_num_bounds, 1, 100000
+};
+
+
+static ngx_conf_num_bounds_t  ngx_umlo_webhook_log_bounds = {
+    ngx_conf_check_num_bounds, 1, 10000
 };
 
 
@@ -236,6 +241,62 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, tasks_webhook),
       NULL },
 
+    { ngx_string("umlo_webhook"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE123,
+      ngx_umlo_webhook_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_webhook_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, webhook_timeout),
+      NULL },
+
+    { ngx_string("umlo_webhook_retries"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, webhook_retries),
+      &ngx_umlo_retries_bounds },
+
+    { ngx_string("umlo_webhook_backoff"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, webhook_backoff),
+      NULL },
+
+    { ngx_string("umlo_webhook_log"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, webhook_log),
+      &ngx_umlo_webhook_log_bounds },
+
+    { ngx_string("umlo_api_key_expires"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_umlo_keyexp_directive,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("umlo_history"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_history_handler },
+
+    { ngx_string("umlo_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_umlo_handler_directive,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      ngx_umlo_prom_handler },
+
     { ngx_string("umlo_sync"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_umlo_handler_directive,
@@ -328,6 +389,11 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
+    umcf->webhook_retries = NGX_CONF_UNSET_UINT;
+    umcf->webhook_backoff = NGX_CONF_UNSET_MSEC;
+    umcf->webhook_log = NGX_CONF_UNSET_UINT;
+    umcf->key_warn_days = NGX_CONF_UNSET_UINT;
     umcf->bulk_max_users = NGX_CONF_UNSET_UINT;
     umcf->bulk_max_age = NGX_CONF_UNSET;
     umcf->bulk_token_ttl = NGX_CONF_UNSET_MSEC;
@@ -354,6 +420,11 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_msec_value(umcf->webhook_timeout, 5000);
+    ngx_conf_init_uint_value(umcf->webhook_retries, 3);
+    ngx_conf_init_msec_value(umcf->webhook_backoff, 1000);
+    ngx_conf_init_uint_value(umcf->webhook_log, 100);
+    ngx_conf_init_uint_value(umcf->key_warn_days, 14);
     ngx_conf_init_uint_value(umcf->bulk_max_users, 100);
     ngx_conf_init_value(umcf->bulk_max_age, 86400);
     ngx_conf_init_msec_value(umcf->bulk_token_ttl, 900000);
@@ -700,7 +771,7 @@ ngx_umlo_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
  * kept only in memory; no message here ever prints it.
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path, ngx_str_t *secret,
     const char *directive)
 {
@@ -818,6 +889,10 @@ ngx_umlo_init_process(ngx_cycle_t *cycle)
 
     umcf->redis = ngx_umlo_redis_create(cycle, umcf);
     if (umcf->redis == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_umlo_keyexp_init_process(cycle, umcf) != NGX_OK) {
         return NGX_ERROR;
     }
 

@@ -46,6 +46,16 @@ typedef struct {
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
 
+    ngx_array_t          *webhooks;          /* umlo_webhook: of
+                                                ngx_umlo_webhook_t */
+    ngx_msec_t            webhook_timeout;   /* umlo_webhook_timeout */
+    ngx_uint_t            webhook_retries;   /* umlo_webhook_retries */
+    ngx_msec_t            webhook_backoff;   /* umlo_webhook_backoff */
+    ngx_uint_t            webhook_log;       /* umlo_webhook_log */
+
+    time_t                key_expires;       /* umlo_api_key_expires,
+                                                0: not set */
+    ngx_uint_t            key_warn_days;     /* ... warn=DAYS */
     ngx_uint_t            bulk_max_users;    /* umlo_bulk_max_users */
     time_t                bulk_max_age;      /* umlo_bulk_max_data_age */
     ngx_msec_t            bulk_token_ttl;    /* umlo_bulk_token_ttl */
@@ -73,6 +83,13 @@ extern ngx_module_t  ngx_umlo_module;
 
 
 struct ngx_umlo_store_conf_s;
+
+/*
+ * Reads a secret file whole, without its trailing newline; nothing ever
+ * logs its contents.
+ */
+ngx_int_t ngx_umlo_read_secret(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_str_t *secret, const char *directive);
 
 /* The thread side's Redis settings, pointing into the configuration. */
 void ngx_umlo_store_conf(ngx_umlo_main_conf_t *umcf,

@@ -21,6 +21,7 @@ struct ngx_umlo_redis_s {
     redisAsyncContext        *ac;
     ngx_connection_t         *conn;
     ngx_msec_t                retry_at;
+    ngx_uint_t                errors;        /* for the metrics location */
     u_char                    error[160];
 };
 
@@ -87,6 +88,13 @@ const char *
 ngx_umlo_redis_error(ngx_umlo_redis_t *rd)
 {
     return (const char *) rd->error;
+}
+
+
+ngx_uint_t
+ngx_umlo_redis_errors(ngx_umlo_redis_t *rd)
+{
+    return rd->errors;
 }
 
 
@@ -362,6 +370,8 @@ ngx_umlo_redis_set_error(ngx_umlo_redis_t *rd, const char *what,
     const char *detail)
 {
     u_char  *p, *last;
+
+    rd->errors++;
 
     last = rd->error + sizeof(rd->error) - 1;
 

@@ -38,5 +38,8 @@ ngx_int_t ngx_umlo_redis_commandf(ngx_umlo_redis_t *rd,
 /* The last connection error, for the error JSON ("" when none). */
 const char *ngx_umlo_redis_error(ngx_umlo_redis_t *rd);
 
+/* Errors this worker met (connection, timeout, refusal) since it started. */
+ngx_uint_t ngx_umlo_redis_errors(ngx_umlo_redis_t *rd);
+
 
 #endif /* _NGX_UMLO_REDIS_H_INCLUDED_ */

@@ -9,6 +9,7 @@
 #include "ngx_umlo_handler.h"
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_redis.h"
+#include "ngx_umlo_keyexp.h"
 
 
 /*
@@ -170,6 +171,10 @@ ngx_umlo_status_build(ngx_http_request_t *r, redisReply *reply)
                                || ngx_strcmp(state, "queued") == 0,
                     "sync", sync ? sync : json_null(),
                     "snapshot", snapshot ? snapshot : json_null());
+
+    if (out != NULL && umcf->key_expires) {
+        json_object_set_new(out, "api_key", ngx_umlo_keyexp_json(umcf));
+    }
 
     return out;
 }

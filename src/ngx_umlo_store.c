@@ -74,6 +74,7 @@ static int ngx_umlo_store_check(ngx_umlo_store_t *st, redisReply *r,
 static int ngx_umlo_store_status(ngx_umlo_store_t *st, const char *script,
     const char *token, json_t *doc);
 static long long ngx_umlo_store_now_ms(void);
+static int ngx_umlo_store_stats(ngx_umlo_store_t *st, json_t *summary);
 
 
 int
@@ -445,7 +446,124 @@ ngx_umlo_store_history(ngx_umlo_store_t *st, json_t *summary, unsigned max)
 
     if (ngx_umlo_store_append(st, "LTRIM " NGX_UMLO_KEY_HISTORY " 0 %u",
                               st->org, max ? max - 1 : 0)
-        != 0)
+        != 0
+        || ngx_umlo_store_stats(st, summary) != 0)
+    {
+        return -1;
+    }
+
+    return ngx_umlo_store_flush(st);
+}
+
+
+/*
+ * Counters in the stats hash, so that every instance's metrics agree:
+ * "syncs:TRIGGER:STATE", "duration_bucket:TRIGGER:I" (I indexes
+ * NGX_UMLO_DURATION_BUCKETS, "inf" beyond), "duration_sum_ms:TRIGGER",
+ * "duration_count:TRIGGER", "last:STATE" (unix time), "api_calls",
+ * "api_rate_limited", "api_retries"; ngx_umlo_store_delivery() adds
+ * "webhook:EVENT:delivered" and "webhook:EVENT:failed".
+ */
+
+static int
+ngx_umlo_store_stats(ngx_umlo_store_t *st, json_t *summary)
+{
+    char         bucket[32];
+    size_t       i;
+    json_t      *api;
+    long long    ms, calls, limited, retries;
+    const char  *trigger, *state;
+
+    static const long long  bounds[] = NGX_UMLO_DURATION_BUCKETS;
+
+    trigger = json_string_value(json_object_get(summary, "trigger"));
+    state = json_string_value(json_object_get(summary, "state"));
+    ms = json_integer_value(json_object_get(summary, "duration_ms"));
+
+    if (trigger == NULL || state == NULL) {
+        return 0;
+    }
+
+    snprintf(bucket, sizeof(bucket), "inf");
+
+    for (i = 0; i < NGX_UMLO_DURATION_NBUCKETS; i++) {
+        if (ms <= bounds[i] * 1000) {
+            snprintf(bucket, sizeof(bucket), "%u", (unsigned) i);
+            break;
+        }
+    }
+
+    api = json_object_get(summary, "api");
+    calls = json_integer_value(json_object_get(api, "calls"));
+    limited = json_integer_value(json_object_get(api, "rate_limited"));
+    retries = json_integer_value(json_object_get(api, "retries"));
+
+    if (ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                              " syncs:%s:%s 1", st->org, trigger, state)
+        != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " duration_bucket:%s:%s 1", st->org, trigger,
+                                 bucket)
+           != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " duration_sum_ms:%s %lld", st->org, trigger,
+                                 ms)
+           != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " duration_count:%s 1", st->org, trigger)
+           != 0
+        || ngx_umlo_store_append(st, "HSET " NGX_UMLO_KEY_STATS
+                                 " last:%s %lld", st->org, state,
+                                 json_integer_value(
+                                     json_object_get(summary, "finished_at")))
+           != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " api_calls %lld", st->org, calls)
+           != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " api_rate_limited %lld", st->org, limited)
+           != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " api_retries %lld", st->org, retries)
+           != 0)
+    {
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+ngx_umlo_store_delivery(ngx_umlo_store_t *st, json_t *outcome, unsigned max)
+{
+    int          rc;
+    char        *text;
+    const char  *status, *event;
+
+    text = json_dumps(outcome, JSON_COMPACT);
+    if (text == NULL) {
+        snprintf(st->error, sizeof(st->error), "out of memory");
+        return -1;
+    }
+
+    status = json_string_value(json_object_get(outcome, "status"));
+    event = json_string_value(json_object_get(outcome, "event"));
+
+    rc = ngx_umlo_store_append(st, "LPUSH " NGX_UMLO_KEY_DELIVERIES " %s",
+                               st->org, text);
+    free(text);
+
+    if (rc != 0
+        || ngx_umlo_store_append(st, "LTRIM " NGX_UMLO_KEY_DELIVERIES
+                                 " 0 %u", st->org, max ? max - 1 : 0)
+           != 0
+        || ngx_umlo_store_append(st, "HINCRBY " NGX_UMLO_KEY_STATS
+                                 " webhook:%s:%s 1", st->org,
+                                 event ? event : "unknown",
+                                 status && strcmp(status, "delivered") == 0
+                                 ? "delivered" : "failed")
+           != 0)
     {
         return -1;
     }

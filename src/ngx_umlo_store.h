@@ -17,6 +17,15 @@
 
 #define NGX_UMLO_STORE_ERRLEN  256
 
+/*
+ * Upper bounds (seconds) of the sync duration histogram's buckets: the
+ * thread counts each finished sync in the first bucket that holds it, the
+ * metrics location sums them into Prometheus' cumulative buckets.
+ */
+#define NGX_UMLO_DURATION_BUCKETS                                           \
+    { 1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200 }
+#define NGX_UMLO_DURATION_NBUCKETS  11
+
 
 typedef struct ngx_umlo_store_conf_s {
     const char    *host;         /* numeric address, or NULL */
@@ -89,7 +98,15 @@ long long ngx_umlo_store_current(ngx_umlo_store_t *st);
 /* Drops a generation that never became current. */
 int ngx_umlo_store_drop(ngx_umlo_store_t *st, long long gen);
 
+/* Records a finished sync: history entry (trimmed) and the counters. */
 int ngx_umlo_store_history(ngx_umlo_store_t *st, json_t *summary,
+    unsigned max);
+
+/*
+ * Records a webhook delivery's outcome (trimmed to max entries) and counts
+ * it as delivered or failed.
+ */
+int ngx_umlo_store_delivery(ngx_umlo_store_t *st, json_t *outcome,
     unsigned max);
 
 

@@ -12,6 +12,7 @@
 #include "ngx_umlo_handler.h"
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_redis.h"
+#include "ngx_umlo_webhook.h"
 
 
 #define NGX_UMLO_ACCOUNT_ID_MAX  128
@@ -378,6 +379,7 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
     job->lease_ms = (unsigned) umcf->sync_lease;
     job->grace_ms = (unsigned) umcf->sync_grace;
     job->history = (unsigned) umcf->history;
+    job->key_expires = (long long) umcf->key_expires;
     job->trigger = "manual";
 
     for (i = 0; i < sizeof(rnd); i++) {
@@ -514,12 +516,27 @@ ngx_umlo_sync_started(redisReply *reply, void *data)
 static ngx_int_t
 ngx_umlo_sync_post(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf)
 {
+    json_t  *started;
+
     job->task->handler = ngx_umlo_sync_thread;
     job->task->event.handler = ngx_umlo_sync_done;
     job->task->event.data = job;
 
+    /* built before posting: job->doc belongs to the thread afterwards */
+    started = json_pack("{s:s,s:s,s:s,s:O}", "id", job->id,
+                        "trigger", job->trigger, "state", "running",
+                        "requested_at",
+                        json_object_get(job->doc, "requested_at"));
+
     if (ngx_thread_task_post(umcf->thread_pool, job->task) != NGX_OK) {
+        json_decref(started);
         return NGX_ERROR;
+    }
+
+    if (started != NULL) {
+        ngx_umlo_webhook_emit(umcf, NGX_UMLO_EV_SYNC_STARTED, job->id,
+                              "sync", started);
+        json_decref(started);
     }
 
     /*
@@ -580,13 +597,18 @@ ngx_umlo_sync_done(ngx_event_t *ev)
                       job->state, job->where, job->error);
     }
 
+    umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle, ngx_umlo_module);
+
     if (job->store_failed) {
         /* the thread could not record the end: try from here */
-        umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                   ngx_umlo_module);
         if (umcf != NULL && umcf->redis != NULL) {
             ngx_umlo_sync_release(job, umcf);
         }
+    }
+
+    if (umcf != NULL) {
+        ngx_umlo_webhook_emit(umcf, ngx_umlo_webhook_sync_event(job->state),
+                              job->id, "sync", job->doc);
     }
 
     ngx_umlo_sync_free(job);

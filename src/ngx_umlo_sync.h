@@ -35,6 +35,7 @@ struct ngx_umlo_job_s {
     unsigned                 lease_ms;
     unsigned                 grace_ms;
     unsigned                 history;
+    long long                key_expires;     /* unix time, 0: unknown */
     char                     id[NGX_UMLO_ID_LEN];
     char                     token[2 * NGX_UMLO_ID_LEN]; /* lock value */
     const char              *trigger;         /* manual, scheduled, ... */

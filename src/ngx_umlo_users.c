@@ -12,6 +12,7 @@
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_query.h"
 #include "ngx_umlo_redis.h"
+#include "ngx_umlo_keyexp.h"
 
 
 #define NGX_UMLO_CSV_BUF  (32 * 1024)
@@ -717,6 +718,7 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
     json_t                *out, *sync;
     ngx_int_t              rc;
     ngx_umlo_users_ctx_t  *ctx;
+    ngx_umlo_main_conf_t  *umcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
 
@@ -738,6 +740,12 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
     }
 
     json_decref(sync);
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+
+    if (out != NULL && umcf->key_expires) {
+        json_object_set_new(out, "api_key", ngx_umlo_keyexp_json(umcf));
+    }
 
     rc = out ? ngx_umlo_send_json(r, NGX_HTTP_OK, out)
              : NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -18,10 +18,12 @@ use utf8;
 
 use Test::More;
 use lib 't/lib';
-use Umlo::Test qw(json_contains wait_for);
+use Umlo::Test qw(json_contains wait_for free_port);
 use Umlo::Sync;
 use Umlo::Users;
 use Umlo::OpenAPI;
+use Umlo::Webhook;
+use POSIX qw(strftime);
 
 binmode(Test::More->builder->$_, ':encoding(UTF-8)') for qw(output failure_output todo_output);
 
@@ -41,13 +43,28 @@ $api->media_check('text/csv', sub {
     return @e;
 });
 
+# Prometheus text: every line a comment or a sample
+$api->media_check('text/plain', sub {
+    my ($body) = @_;
+    my @bad = grep { !/^(?:# (?:HELP|TYPE) \w+ .+|\w+(?:\{[^}]*\})? -?[0-9.e+]+(?:Inf)?)$/ }
+        split /\n/, $body;
+    return map { "not exposition format: $_" } @bad[0 .. ($#bad > 4 ? 4 : $#bad)];
+});
+
 my $t = Umlo::Test->new;
 $t->start_redis;
 $t->start_sim(profile => 'fast', users => 40, sites => 2, groups => 6, seed => 7);
+my $rx = Umlo::Webhook->start($t);
+my $expires = strftime('%Y-%m-%d', gmtime(time + 5 * 86400));
+my $nobody = 'http://127.0.0.1:' . free_port() . '/gone';
 $t->start_nginx(
-    http_config => umlo_http_config(q{
+    http_config => umlo_http_config(qq{
         umlo_sync_selective_max 5;
         umlo_sync_grace 1s;
+        umlo_api_key_expires $expires;
+        umlo_webhook ${\ $rx->url('/ok') };
+        umlo_webhook $nobody events=sync.succeeded;
+        umlo_webhook_retries 0;
         umlo_bulk_max_users 30;
         umlo_tasks_interval 1s;
     }),
@@ -59,6 +76,8 @@ $t->start_nginx(
         }
         location /umlo/users { umlo_users; }
         location = /umlo/dashboard { umlo_dashboard; }
+        location = /umlo/history { umlo_history; }
+        location = /umlo/metrics { umlo_metrics; }
         location /umlo/bulk { umlo_bulk; }
         location /umlo/tasks { umlo_tasks; }
     },
@@ -160,7 +179,19 @@ phase 'no snapshot yet',
     [ GET    => '/umlo/sync', 405, invalid => 1, code => 'method_not_allowed' ],
     [ PUT    => '/umlo/users', 405, invalid => 1, code => 'method_not_allowed' ],
     [ DELETE => '/umlo/users/facets', 405, invalid => 1 ],
-    [ POST   => '/umlo/dashboard', 405, invalid => 1 ];
+    [ POST   => '/umlo/dashboard', 405, invalid => 1 ],
+    [ GET    => '/umlo/history', 200, then => sub {
+        json_contains $_[0]{json}, { count => 0, syncs => [], deliveries => [] }, 'no history yet' } ],
+    [ HEAD   => '/umlo/history', 200 ],
+    [ GET    => '/umlo/history?limit=0', 400, code => 'invalid_limit', invalid => 1 ],
+    [ GET    => '/umlo/history?limit=x', 400, code => 'invalid_limit', invalid => 1 ],
+    [ GET    => '/umlo/history?limit=51', 400, code => 'invalid_limit', invalid => 'config' ],
+    [ GET    => '/umlo/history?since=1', 400, code => 'unknown_parameter', invalid => 1 ],
+    [ POST   => '/umlo/history', 405, invalid => 1, code => 'method_not_allowed' ],
+    [ GET    => '/umlo/metrics', 200, then => sub {
+        like $_[0]{body}, qr/^umlo_api_key_expiring 1$/m, 'the key expires soon' } ],
+    [ HEAD   => '/umlo/metrics', 200 ],
+    [ DELETE => '/umlo/metrics', 405, invalid => 1 ];
 
 subtest 'status: If-None-Match' => sub {
     check([ GET => '/umlo/status', 304, headers => { 'If-None-Match' => $v{etag} },
@@ -396,6 +427,24 @@ phase 'after the selective sync',
 # a cursor of the old generation, after a full re-sync
 my ($st) = run_sync($t);
 is $st && $st->{state}, 'succeeded', 'another full sync';
+# every delivery of the syncs so far has an outcome
+ok wait_for(sub { $t->redis('LLEN', org_key($t, 'deliveries')) >= 14 }, timeout => 20),
+    'the webhook outcomes are recorded';
+phase 'history and metrics after syncs',
+    [ GET => '/umlo/history', 200, then => sub {
+        my $h = $_[0]{json};
+        json_contains $h->{syncs}[0], { state => 'succeeded', webhooks => sub { @{ $_[0] } == 3 } },
+            'the last sync with its three deliveries';
+        ok((grep { $_->{status} eq 'failed' && !defined $_->{http_status} } @{ $h->{deliveries} }),
+            'a failed delivery without an answer is there');
+        ok((grep { $_->{event} eq 'key.expiring' && !defined $_->{sync_id} } @{ $h->{deliveries} }),
+            'and key.expiring') } ],
+    [ GET => '/umlo/history?limit=2', 200, then => sub { is $_[0]{json}{count}, 2, 'two' } ],
+    [ GET => '/umlo/status', 200, then => sub {
+        json_contains $_[0]{json}{api_key}, { expires => $expires, expiring => JSON::PP::true }, 'api_key' } ],
+    [ GET => '/umlo/metrics', 200, then => sub {
+        like $_[0]{body}, qr/^umlo_syncs_total\{trigger="manual",outcome="succeeded"\} 2$/m, 'two manual syncs' } ];
+
 phase 'a cursor of a replaced snapshot',
     [ GET => sub { "/umlo/users?limit=3&cursor=" . esc($v{next}) }, 409, code => 'snapshot_changed' ];
 
@@ -410,6 +459,9 @@ phase 'Redis gone',
     [ GET    => '/umlo/users/facets', 503, code => 'redis_unavailable' ],
     [ GET    => sub { "/umlo/users/$v{id}" }, 503, code => 'redis_unavailable' ],
     [ GET    => '/umlo/dashboard', 503, code => 'redis_unavailable' ],
+    [ GET    => '/umlo/history', 503, code => 'redis_unavailable' ],
+    [ GET    => '/umlo/metrics', 200, then => sub {
+        like $_[0]{body}, qr/^umlo_redis_up 0$/m, 'metrics still answer, Redis down' } ],
     [ POST   => '/umlo/bulk', 503, json => { action => 'suspend', users => ['someone-1'] },
       code => 'redis_unavailable' ],
     [ GET    => '/umlo/bulk/jobs/b-1-00000000', 503, code => 'redis_unavailable' ],

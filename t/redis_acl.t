@@ -14,11 +14,13 @@ use lib 't/lib';
 use Umlo::Test qw(json_contains wait_for);
 use Umlo::Sync;
 use Umlo::Users;
+use Umlo::Webhook;
+use POSIX qw(strftime);
 
 # keep in step with "Redis ACL" in docs/operations.md
 my @COMMANDS = qw(auth select eval get set del unlink hget hmget hlen hscan
-    hvals hset hdel hincrby lpush rpush lpop ltrim multi exec incr pexpire
-    pttl zadd zrangebyscore zrem lrange hexists hgetall);
+    hvals hset hdel hincrby hgetall lpush rpush lpop ltrim lrange multi exec
+    incr pexpire pttl zadd zrangebyscore zrem hexists);
 
 my $doc = do { local (@ARGV, $/) = 'docs/operations.md'; <> };
 for my $c (@COMMANDS) {
@@ -41,14 +43,20 @@ is $t->redis('ACL', 'SETUSER', 'default', 'on', ">$pw", 'resetkeys', '~umlo:*',
     'resetchannels', '-@all', map { "+$_" } @COMMANDS), 'OK', 'ACL set';
 
 $t->start_sim(profile => 'fast', users => 60, sites => 2, groups => 5, seed => 4);
+my $rx = Umlo::Webhook->start($t);
+my $soon = strftime('%Y-%m-%d', gmtime(time + 3 * 86400));
 $t->start_nginx(
     http_config => join("\n",
         "umlo_redis \$UMLO_REDIS password_file=$pass;",
         'umlo_api_base $UMLO_SIM;', 'umlo_org $UMLO_ORG;',
         'umlo_api_key_file $UMLO_KEY_FILE;', 'umlo_thread_pool umlo;',
-        'umlo_sync_grace 1s;', 'umlo_tasks_interval 1s;'),
+        'umlo_sync_grace 1s;', 'umlo_tasks_interval 1s;',
+        "umlo_api_key_expires $soon;",
+        'umlo_webhook ' . $rx->url('/ok') . ';'),
     config => join("\n", umlo_locations(), users_locations(),
-        'location /umlo/bulk { umlo_bulk; }', 'location /umlo/tasks { umlo_tasks; }'),
+        'location /umlo/bulk { umlo_bulk; }', 'location /umlo/tasks { umlo_tasks; }',
+        'location = /umlo/history { umlo_history; }',
+        'location = /umlo/metrics { umlo_metrics; }'),
 );
 
 for my $n (1 .. 3) {
@@ -66,7 +74,7 @@ my $r;
 is $st && $st->{state}, 'succeeded', 'selective sync succeeds';
 
 for my $path ('/umlo/users?status=active', "/umlo/users/$id", '/umlo/users/facets',
-              '/umlo/dashboard', '/umlo/status') {
+              '/umlo/dashboard', '/umlo/status', '/umlo/history', '/umlo/metrics') {
     is req($t, GET => $path)->{status}, 200, "$path: 200";
 }
 
@@ -97,6 +105,12 @@ is req($t, DELETE => '/umlo/sync')->{status}, 202, 'DELETE: 202';
 $st = wait_sync($t, $r->{json}{id});
 is $st && $st->{state}, 'cancelled', 'cancelled';
 $t->sim_admin(POST => 'config', { latencyMs => 0 });
+
+ok wait_for(sub { @{ $rx->received('/ok', 'key.expiring') } == 1 }, timeout => 10),
+    'the key.expiring claim works';
+ok wait_for(sub { my $h = req($t, GET => '/umlo/history')->{json}; $h && @{ $h->{deliveries} } >= 8 },
+    timeout => 10), 'webhook outcomes are recorded';
+like req($t, GET => '/umlo/metrics')->{body}, qr/^umlo_redis_up 1$/m, 'metrics read Redis';
 
 $t->assert_no_error_log(qr/NOPERM|NOAUTH|WRONGPASS|refused|failed at|unavailable/i,
     desc => 'Redis refused no command');
