@@ -71,8 +71,12 @@ my ($rc) = $t->nginx_t(
 my $has_history = $rc == 0 ? 1 : 0;
 note $has_history ? 'umlo_history is available' : 'no umlo_history: the page falls back';
 
+# A key that expires in 5 days: inside the default warning window.
+my @exp = gmtime(time + 5 * 86400);
+my $expires = sprintf '%04d-%02d-%02d', $exp[5] + 1900, $exp[4] + 1, $exp[3];
+
 $t->start_nginx(
-    http_config => Umlo::Sync::umlo_http_config(),
+    http_config => Umlo::Sync::umlo_http_config("umlo_api_key_expires $expires;"),
     config      => Umlo::Sync::umlo_locations($web . ($has_history ? "\n$history" : '')),
     vars => { UMLO_WEB => "$root/web" },
 );

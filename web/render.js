@@ -96,7 +96,8 @@ export function keyWarnings(doc) {
                 + `${days !== undefined ? ` (in ${days} days)` : ''}: create a new one and reload nginx.`);
         }
     }
-    return out.filter(Boolean);
+    // the server's sentences may start in lower case
+    return out.filter(Boolean).map((m) => m[0].toUpperCase() + m.slice(1));
 }
 
 export function historyItems(body) {

@@ -66,6 +66,7 @@ export function ago(d) {
 
 export function duration(ms) {
     if (ms === null || ms === undefined) return '–';
+    if (ms < 1000) return `${Math.round(ms)} ms`;
     if (ms < 10000) return `${(ms / 1000).toFixed(1)} s`;
     if (ms < 60000) return `${Math.round(ms / 1000)} s`;
     const m = Math.floor(ms / 60000);

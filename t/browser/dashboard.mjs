@@ -191,13 +191,21 @@ await step('Sync Users: processing state, then the confirmation', async () => {
     const s = await status();
     const msg = await text('#sync-result');
     ok(msg.includes(`${s.sync.counts.users.toLocaleString('en')} users`), 'the confirmation has the user count', msg);
-    ok(/ in \d+(\.\d)? s\.$/.test(msg), 'and the duration', msg);
+    ok(/ in \d+(\.\d)? m?s\.$/.test(msg), 'and the duration', msg);
     await waitFor(async () => (await summaryTotal()) === s.snapshot.counts.users, 'the table to fill');
     is(await summaryTotal(), s.snapshot.counts.users, 'the table refreshed by itself with every user');
     is(await page.locator('#users-body tr').count(), 50, 'one page of 50 rows');
     is(await tableTop(), top0, 'the table did not move');
     ok(await page.locator('#sync-btn').isEnabled(), '"Sync Users" is enabled again');
     await slow(0);
+});
+
+await step('the API key expiry warning', async () => {
+    const k = (await status()).api_key;
+    ok(k && k.expiring && k.warning, 'the server warns that the key expires soon', JSON.stringify(k));
+    const shown = (await text('#warnings')).toLowerCase();
+    ok(shown.includes(k.warning.toLowerCase()), 'the page shows the server\'s warning', shown);
+    is(await page.locator('#warnings').getAttribute('role'), 'alert', 'as an alert');
 });
 
 await step('dashboard cards and utilisation', async () => {
@@ -216,7 +224,7 @@ await step('dashboard cards and utilisation', async () => {
 await step('history', async () => {
     await waitFor(async () => (await page.locator('#history-table tbody tr.h-succeeded').count()) >= 1,
                   'a history row');
-    ok(/ s$/.test(await text('#history-table tbody tr.h-succeeded td:nth-child(4)')),
+    ok(/ m?s$/.test(await text('#history-table tbody tr.h-succeeded td:nth-child(4)')),
        'the last sync is listed with its duration');
     const note = await text('#history-note');
     if (HAS_HISTORY) is(note, '', 'history comes from the history location');
@@ -417,7 +425,8 @@ await step('stale data is flagged', async () => {
     await page.unroute('**/umlo/status');
     await page.reload();
     await ready();
-    is(await text('#warnings'), '', 'fresh data: no warning');
+    ok(!/data is .* old/.test(await text('#warnings')), 'fresh data: no staleness warning',
+       await text('#warnings'));
 });
 
 await step('history chart', async () => {
@@ -440,9 +449,9 @@ await step('history chart', async () => {
     if (!HAS_HISTORY) {
         is(await page.locator('#history-chart rect.bar-failed').count(), 1, 'failures stand out');
         is(await text('#history-table tbody tr:first-child td:nth-child(4)'), '4.0 s', 'newest first, with its duration');
-        await shot('05-history');
         await page.unroute('**/umlo/history');
     }
+    await page.locator('section.history').screenshot({ path: join(OUT, '05-history.png') });
 });
 
 await step('filters in the URL restore the view', async () => {
@@ -486,6 +495,8 @@ await step('keyboard: the controls are reachable and usable', async () => {
     await page.focus('th[data-sort="email"] button');
     await page.keyboard.press('Enter');
     await waitFor(async () => new URL(page.url()).searchParams.get('sort') === 'email', 'sorted by email');
+    const byEmail = (await api('/umlo/users?sort=email&limit=1')).json.data[0];
+    await waitFor(async () => (await rowNames())[0] === (byEmail.name || '(no name)'), 'rows by email');
     ok(true, 'Enter on a column header sorts');
     // select a row with Space
     await page.locator('.row-select').first().focus();
