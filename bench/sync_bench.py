@@ -43,8 +43,24 @@ USERS_PAGE = 100          # users/search page size the module asks for
 GROUPS_PAGE = 100         # groups/search page size
 GRANTS_PAGE = 100         # role-assignments page size (?limit=100)
 WORKSPACES_PAGE = 1000    # workspaces page size
-PARTITIONS = [(s, c) for s in ("active", "inactive", "closed")
-              for c in ("managed", "unmanaged")]
+# The users/search partitions the module walks as independent cursor
+# chains (ngx_umlo_chains in src/ngx_umlo_fetch.c), as (name, filters).
+# Every user has one account status and one claim status, and a managed
+# account's mfaEnabled is true or false, so they cover the org without
+# overlap.  The longest of them is the sequential chain of the bound: a
+# client of the real API can use exactly these filters, so the bound
+# stays a bound of what any client can do with this partitioning.
+PARTITIONS = [
+    ("active/managed/mfa", {"accountStatus": ["active"], "claimStatus": "managed",
+                            "mfaEnabled": True}),
+    ("active/managed/no-mfa", {"accountStatus": ["active"], "claimStatus": "managed",
+                               "mfaEnabled": False}),
+    ("active/unmanaged", {"accountStatus": ["active"], "claimStatus": "unmanaged"}),
+    ("inactive/managed", {"accountStatus": ["inactive"], "claimStatus": "managed"}),
+    ("inactive/unmanaged", {"accountStatus": ["inactive"], "claimStatus": "unmanaged"}),
+    ("closed/managed", {"accountStatus": ["closed"], "claimStatus": "managed"}),
+    ("closed/unmanaged", {"accountStatus": ["closed"], "claimStatus": "unmanaged"}),
+]
 
 # mean per-request latency of each simulator profile, seconds
 PROFILE_LATENCY = {"realistic": 0.150, "fast": 0.0}
@@ -239,8 +255,8 @@ def org_shape(workdir, users):
         counts = truth["counts"]
         grants = [len(g["roleAssignments"]) for g in truth["groups"]]
         partitions = {}
-        for status, claim in PARTITIONS:
-            body = {"limit": USERS_PAGE, "accountStatus": [status], "claimStatus": claim}
+        for name, filters in PARTITIONS:
+            body = dict(filters, limit=USERS_PAGE)
             n = pages = 0
             while True:
                 code, doc, raw = sim.api("POST", "/admin/v2/orgs/%s/directories/-/users/search"
@@ -254,7 +270,7 @@ def org_shape(workdir, users):
                 if not nxt:
                     break
                 body = {"cursor": nxt}
-            partitions["%s/%s" % (status, claim)] = {"users": n, "pages": pages}
+            partitions[name] = {"users": n, "pages": pages}
         return {
             "users": counts["users"],
             "v2_users": counts["v2Users"],
@@ -771,7 +787,7 @@ def bounds_table(configs):
 
 
 def partitions_table(shapes):
-    names = ["%s/%s" % p for p in PARTITIONS]
+    names = [name for name, _ in PARTITIONS]
     rows = ["| users | " + " | ".join(names) + " |",
             "| ---: |" + " ---: |" * len(names)]
     for users in sorted(shapes):
@@ -988,7 +1004,8 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
              "simulator without latency or limit, before the measured runs).  Users are the "
              "org's v2 users, the ones `users/search` lists.  The module's one "
              "`GET /admin/v1/orgs/{org}/users` call (progress total) is not counted in the "
-             "minimum, and neither is the rounding of the six partitions to whole pages.")
+             "minimum, and neither is the rounding of the %d partitions to whole pages."
+             % len(PARTITIONS))
     L.append("")
     L.append("Longest chain = the longest run of requests that must follow each other: the "
              "largest users/search partition (ceil(count ÷ 100) pages, each page's cursor "
@@ -998,7 +1015,9 @@ def write_doc(path, argv, machine, vers, configs, shapes, args, started, finishe
     L.append("")
     L += bounds_table(configs)
     L.append("")
-    L.append("Users per users/search partition (accountStatus/claimStatus) and its pages:")
+    L.append("Users per users/search partition (accountStatus/claimStatus, managed "
+             "active accounts also by mfaEnabled: the chains the module walks) and its "
+             "pages:")
     L.append("")
     L += partitions_table(shapes)
     L.append("")

@@ -57,14 +57,20 @@ typedef struct {
     unsigned               heard:1;      /* any response yet */
     unsigned               known:1;      /* headers seen: pace by them */
     unsigned               probe:1;      /* after the wait, send only one */
+    unsigned               windowed:1;   /* the budget resets, no refill */
+    unsigned               suspect:1;    /* a 429 despite the estimate */
     long                   limit;        /* per minute, 0: unknown */
     long                   remaining;    /* what we may still send */
+    long                   heard_left;   /* last X-RateLimit-Remaining */
+    int64_t                stamp;        /* "remaining" as of, monotonic */
+    int64_t                heard_reset;  /* last X-RateLimit-Reset, mono */
     int64_t                reset_at;     /* budget back, monotonic, 0: ? */
     int64_t                next_at;      /* spacing when over budget */
     int64_t                paused_until; /* after a 429 */
     int64_t                wait_start;   /* for the stats */
     uint64_t               seq;          /* requests sent */
     uint64_t               applied;      /* seq whose headers we hold */
+    uint64_t               suspect_seq;  /* requests sent by that 429 */
 } ngx_umlo_api_class_t;
 
 
@@ -359,7 +365,7 @@ failed:
 int
 ngx_umlo_api_run(ngx_umlo_api_t *api)
 {
-    int       n;
+    int       n, more;
     int64_t   now, wake, next_tick, timeout;
     unsigned  i, queued;
 
@@ -408,6 +414,7 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
 
         wake = now + NGX_UMLO_API_POLL_MS;
         ngx_umlo_api_dispatch(api, now, &wake);
+        more = 0;
 
         if (api->stopped) {
             break;
@@ -422,7 +429,7 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
                 break;
             }
 
-            api->conf.idle(api->conf.tick_data);
+            more = api->conf.idle(api->conf.tick_data);
 
             if (api->stopped) {
                 break;
@@ -451,7 +458,7 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
         }
 
         timeout = wake - now;
-        if (timeout < 0) {
+        if (timeout < 0 || more) {
             timeout = 0;
         }
 
@@ -468,6 +475,41 @@ ngx_umlo_api_run(ngx_umlo_api_t *api)
     api->running = 0;
 
     return api->stopped ? -1 : 0;
+}
+
+
+void
+ngx_umlo_api_hurry(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
+{
+    ngx_umlo_api_req_t    *prev, *r;
+    ngx_umlo_api_class_t  *cls;
+
+    if (req == NULL || req->easy != NULL || req->klass < 0
+        || req->klass >= NGX_UMLO_API_NCLASSES)
+    {
+        return;
+    }
+
+    cls = &api->cls[req->klass];
+    prev = NULL;
+
+    for (r = cls->head; r != NULL && r != req; r = r->next) {
+        prev = r;
+    }
+
+    if (r == NULL || prev == NULL) {
+        /* not queued, or first already */
+        return;
+    }
+
+    prev->next = req->next;
+
+    if (cls->tail == req) {
+        cls->tail = prev;
+    }
+
+    req->next = cls->head;
+    cls->head = req;
 }
 
 
@@ -681,20 +723,60 @@ ngx_umlo_api_enqueue(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
  * per request sent and is set again from each fresh answer (an answer to
  * a request sent after the one we last used) as X-RateLimit-Remaining less
  * the requests still in flight, which the server may not have counted
- * yet.  So requests in flight never exceed the budget.  At zero the class
- * waits for X-RateLimit-Reset; at the reset the budget is the limit again.
+ * yet.  So requests in flight never exceed the budget.
  *
- * While what is queued fits in the budget it goes out at full concurrency:
- * a small sync is never slowed down.  Once more is queued than the budget,
- * the class would have to wait for the reset anyway, so a burst gains
- * nothing: requests are spaced by the time to the reset divided by what
- * remains, but never wider than the sustained rate (a minute / limit).
- * With fixed windows that spreads the budget evenly up to the reset; with
- * a refilling bucket (whose reset is "full again") it drains the bucket to
- * about half and then runs at the refill rate, never hitting zero.  Either
- * way few requests are in flight as the budget runs low, estimates that
- * are off cause few 429s, and the org's other API clients keep a share.
+ * The published limits are per minute, and a per-minute quota is a bucket
+ * that refills at limit/60 s: between answers the estimate grows by one
+ * every minute/limit, up to the limit.  So the class spends what it has at
+ * full concurrency and then, out of budget, waits for the next token only,
+ * running at the refill rate without ever reaching the server's zero.
+ *
+ * A 429 despite the estimate may come from another client of the org
+ * spending the same budget: the class waits for a token (or Retry-After)
+ * and goes on.  A second 429, on a request sent after the first came
+ * back, shows a server whose budget comes back all at once at
+ * X-RateLimit-Reset (fixed windows): the class waits for the reset and
+ * turns "windowed".  Then at zero it waits for the reset, and once more
+ * is queued than the budget, requests are spaced by the time to the reset
+ * divided by what remains (never wider than minute / limit), so the
+ * budget is spread up to the reset.  A Remaining that grows before the
+ * reset shows refills after all, and the class paces by tokens again.
+ * A 429 before any estimate (the first headers come with it) waits for
+ * Retry-After or the reset.
  */
+
+static long
+ngx_umlo_api_budget(ngx_umlo_api_class_t *cls, int64_t now)
+{
+    int64_t  add;
+
+    if (cls->windowed || cls->limit <= 0) {
+        return cls->remaining;
+    }
+
+    if (cls->remaining >= cls->limit) {
+        /* full: nothing accrues */
+        cls->stamp = now;
+        return cls->remaining;
+    }
+
+    add = (now - cls->stamp) * cls->limit / NGX_UMLO_API_WINDOW;
+
+    if (add > 0) {
+        if (add >= cls->limit - cls->remaining) {
+            cls->remaining = cls->limit;
+            cls->stamp = now;
+
+        } else {
+            cls->remaining += (long) add;
+            /* keep the fraction of the next token */
+            cls->stamp += add * NGX_UMLO_API_WINDOW / cls->limit;
+        }
+    }
+
+    return cls->remaining;
+}
+
 
 static int
 ngx_umlo_api_may_send(ngx_umlo_api_t *api, ngx_umlo_api_class_t *cls,
@@ -713,6 +795,22 @@ ngx_umlo_api_may_send(ngx_umlo_api_t *api, ngx_umlo_api_class_t *cls,
 
     if (!cls->known) {
         goto send;
+    }
+
+    if (!cls->windowed && cls->limit > 0) {
+
+        if (ngx_umlo_api_budget(cls, now) > 0) {
+            goto send;
+        }
+
+        /* the next token, rounded up */
+        until = cls->stamp + (NGX_UMLO_API_WINDOW + cls->limit - 1)
+                             / cls->limit;
+        if (until <= now) {
+            until = now + 1;
+        }
+
+        goto wait;
     }
 
     if (cls->reset_at != 0 && now >= cls->reset_at) {
@@ -837,6 +935,14 @@ ngx_umlo_api_dispatch(ngx_umlo_api_t *api, int64_t now, int64_t *wake)
             }
 
             if (!cls->known) {
+                continue;
+            }
+
+            if (!cls->windowed && cls->limit > 0) {
+                if (ngx_umlo_api_budget(cls, now) > 0) {
+                    cls->remaining--;
+                }
+
                 continue;
             }
 
@@ -1085,7 +1191,7 @@ static void
 ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
     CURLcode rc)
 {
-    int                    retry;
+    int                    retry, refill;
     long                   status;
     char                  *p, *last;
     CURL                  *easy;
@@ -1116,8 +1222,16 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
     now = ngx_umlo_api_mono();
     wall = ngx_umlo_api_wall();
 
+    /* pacing by an estimate before this answer */
+    refill = cls->known && !cls->windowed && cls->limit > 0;
+
     if (status > 0) {
         ngx_umlo_api_rate_update(cls, req, easy, now);
+    }
+
+    if (status >= 200 && status < 300 && req->seq > cls->suspect_seq) {
+        /* the estimate holds again */
+        cls->suspect = 0;
     }
 
     retry = 0;
@@ -1138,11 +1252,29 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
         api->stats.http_429++;
         retry = 1;
 
+        if (refill) {
+            if (!cls->suspect) {
+                /* once: another client of the org may spend the budget */
+                cls->suspect = 1;
+                cls->suspect_seq = cls->seq;
+
+            } else if (req->seq > cls->suspect_seq) {
+                /* again, on a request sent after: it does not refill */
+                cls->windowed = 1;
+                cls->suspect = 0;
+                refill = 0;
+            }
+        }
+
         if (ngx_umlo_api_header(easy, "Retry-After", &v) == 0
             && ngx_umlo_api_parse_retry_after(v, strlen(v), wall, &delay)
                == 0)
         {
             /* the server said when */
+
+        } else if (refill) {
+            /* the next token */
+            delay = (NGX_UMLO_API_WINDOW + cls->limit - 1) / cls->limit;
 
         } else if (ngx_umlo_api_header(easy, "X-RateLimit-Reset", &v) == 0
                    && ngx_umlo_api_parse_time(v, strlen(v), wall, &t) == 0
@@ -1165,6 +1297,7 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
 
         if (cls->known) {
             cls->remaining = 0;
+            cls->stamp = now;
             cls->reset_at = cls->paused_until;
             cls->probe = 1;
         }
@@ -1297,9 +1430,20 @@ ngx_umlo_api_rate_update(ngx_umlo_api_class_t *cls, ngx_umlo_api_req_t *req,
         cls->limit = limit;
     }
 
+    if (cls->windowed && cls->heard_reset > now
+        && remaining > cls->heard_left)
+    {
+        /* more than before, and no reset in between: it refills */
+        cls->windowed = 0;
+    }
+
+    cls->heard_left = remaining;
+    cls->heard_reset = 0;
+
     /* the server may not have counted the requests still in flight */
     est = remaining - (long) cls->in_flight;
     cls->remaining = (est > 0) ? est : 0;
+    cls->stamp = now;
 
     wall = ngx_umlo_api_wall();
 
@@ -1307,7 +1451,8 @@ ngx_umlo_api_rate_update(ngx_umlo_api_class_t *cls, ngx_umlo_api_req_t *req,
         && ngx_umlo_api_parse_time(v, strlen(v), wall, &reset) == 0
         && reset > wall)
     {
-        cls->reset_at = now + (reset - wall) + NGX_UMLO_API_RESET_SLACK;
+        cls->heard_reset = now + (reset - wall);
+        cls->reset_at = cls->heard_reset + NGX_UMLO_API_RESET_SLACK;
 
     } else {
         /* no usable reset, or clocks disagree: probe when out of budget */

@@ -65,6 +65,7 @@ typedef struct ngx_umlo_api_req_s  ngx_umlo_api_req_t;
 typedef void (*ngx_umlo_api_done_pt)(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 typedef void (*ngx_umlo_api_tick_pt)(void *data);
+typedef int (*ngx_umlo_api_idle_pt)(void *data);
 
 
 /*
@@ -95,8 +96,10 @@ typedef struct {
      * Called, with tick_data, once the requests that callbacks submitted
      * are on the wire: work done here (parsing, storing what arrived)
      * overlaps with the network instead of delaying the next requests.
+     * It returns non-zero when it stopped with work left: the client then
+     * looks at the network without sleeping and calls it again.
      */
-    ngx_umlo_api_tick_pt   idle;
+    ngx_umlo_api_idle_pt   idle;
 } ngx_umlo_api_conf_t;
 
 
@@ -173,6 +176,13 @@ void ngx_umlo_api_abort(ngx_umlo_api_t *api, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/*
+ * Moves a queued request ahead of the others of its class: the next page
+ * of a cursor chain on the critical path.  A request already sent, or
+ * not queued, is left alone.
+ */
+void ngx_umlo_api_hurry(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req);
 
 /* thread-safe: makes a run waiting in poll look at cancel now */
 void ngx_umlo_api_wakeup(ngx_umlo_api_t *api);

@@ -5,7 +5,7 @@
  * runs at once); the GETs below the location are in ngx_umlo_bulk_read.c.
  * A filter target is evaluated by the user browser's query engine on the
  * worker's snapshot; planning and running happen in pool threads
- * (ngx_umlo_bulk_run.c).
+ * (ngx_umlo_bulk_plan.c, ngx_umlo_bulk_exec.c).
  */
 
 

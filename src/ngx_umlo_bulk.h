@@ -47,6 +47,7 @@ typedef struct {
     unsigned                 locked:1;        /* a task took the lock */
     unsigned                 presynced:1;     /* users just re-read */
     json_t                  *run_of;          /* the task run, or NULL */
+    struct ngx_umlo_job_s   *sync;            /* a task's full sync first */
     char                    *webhook;         /* task runs: or NULL */
 
     char                     id[NGX_UMLO_BULK_ID_LEN];
@@ -103,7 +104,7 @@ ngx_int_t ngx_umlo_bulk_read_body(ngx_http_request_t *r, u_char **body,
 ngx_int_t ngx_umlo_bulk_parse_body(ngx_http_request_t *r,
     ngx_umlo_bulk_job_t *job, json_t *body);
 
-/* pool threads (ngx_umlo_bulk_run.c) */
+/* pool threads (ngx_umlo_bulk_plan.c, ngx_umlo_bulk_exec.c) */
 void ngx_umlo_bulk_plan(ngx_umlo_bulk_job_t *job);
 void ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job);
 

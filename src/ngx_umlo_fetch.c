@@ -7,10 +7,11 @@
  * nginx memory, events or logs: results go into the job.
  *
  * The user listing is split into independent cursor chains (account
- * status x claim status) walked side by side.  Users refer to groups, and
- * product access comes from what the groups grant; pages that arrive
- * before every group's grants are known are parked in Redis ("stage") and
- * turned into users once they are.
+ * status x claim status, active managed accounts also by two-step
+ * verification) walked side by side.  Users refer to groups, and product
+ * access comes from what the groups grant; pages that arrive before every
+ * group's grants are known are parked in Redis ("stage") and turned into
+ * users once they are.
  */
 
 
@@ -31,6 +32,16 @@
 #define NGX_UMLO_ACCOUNTS_REQ   10      /* accountIds per users/search */
 #define NGX_UMLO_MAX_RESPONSE   (64 * 1024 * 1024)
 
+/*
+ * Staged users converted per idle pass, at most this long, before the
+ * client looks at the network again: the chains keep walking meanwhile,
+ * and a page that arrives waits at most this long to be looked at.
+ */
+#define NGX_UMLO_UNSTAGE_MS     5
+
+/* staged pages read back per Redis round trip */
+#define NGX_UMLO_UNSTAGE_BATCH  8
+
 /* 10 million users at 100 a page: a chain longer than this never ends */
 #define NGX_UMLO_MAX_PAGES      100000
 
@@ -38,6 +49,7 @@
 typedef struct {
     const char  *account_status;
     const char  *claim_status;
+    int          mfa;              /* mfaEnabled 1 or 0; -1: any */
 } ngx_umlo_chain_t;
 
 
@@ -52,17 +64,25 @@ typedef struct {
     char            *group;        /* grants: the group's id */
     char            *cursor;       /* of the page last asked for */
     unsigned         pages;
+    unsigned         urgent:1;     /* later pages go first: users */
 } ngx_umlo_fetch_ctx_t;
 
 
-/* every user has exactly one of each: together they cover the org */
+/*
+ * Every user has exactly one account status and one claim status, so
+ * these chains cover the org and no user is in two.  The longest chain
+ * bounds the sync: active managed accounts, most of an org, are split
+ * further by mfaEnabled, a boolean every managed account has (the API
+ * documents it for managed accounts only, so unmanaged ones are not).
+ */
 static ngx_umlo_chain_t  ngx_umlo_chains[] = {
-    { "active",   "managed" },
-    { "active",   "unmanaged" },
-    { "inactive", "managed" },
-    { "inactive", "unmanaged" },
-    { "closed",   "managed" },
-    { "closed",   "unmanaged" },
+    { "active",   "managed",    1 },
+    { "active",   "managed",    0 },
+    { "active",   "unmanaged", -1 },
+    { "inactive", "managed",   -1 },
+    { "inactive", "unmanaged", -1 },
+    { "closed",   "managed",   -1 },
+    { "closed",   "unmanaged", -1 },
 };
 
 
@@ -92,14 +112,16 @@ static void ngx_umlo_fetch_grants(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static void ngx_umlo_fetch_prereq_done(ngx_umlo_job_t *job);
 static void ngx_umlo_fetch_pump(ngx_umlo_job_t *job);
-static void ngx_umlo_fetch_idle(void *data);
+static int ngx_umlo_fetch_idle(void *data);
+static int ngx_umlo_fetch_store(ngx_umlo_job_t *job, int64_t budget_ms);
 static json_t *ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain);
 static void ngx_umlo_fetch_users(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static void ngx_umlo_fetch_accounts(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req);
 static int ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data);
-static int ngx_umlo_fetch_unstage(ngx_umlo_job_t *job);
+static int ngx_umlo_fetch_write_user(ngx_umlo_job_t *job, json_t *item);
+static int ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until);
 static int ngx_umlo_fetch_write_hash(ngx_umlo_job_t *job, const char *fmt,
     json_t *docs);
 static void ngx_umlo_fetch_fail(ngx_umlo_job_t *job, const char *where,
@@ -193,12 +215,13 @@ ngx_umlo_fetch_run(ngx_umlo_job_t *job)
 static int
 ngx_umlo_fetch_full(ngx_umlo_job_t *job)
 {
-    int          rc;
-    size_t       i;
-    json_t      *snapshot;
-    long long    n;
-    redisReply  *r;
-    char         asof[32];
+    int                    rc;
+    size_t                 i;
+    json_t                *snapshot;
+    long long              n;
+    redisReply            *r;
+    char                   asof[32];
+    ngx_umlo_fetch_ctx_t  *ctx;
 
     ngx_umlo_fetch_report(job, "plan");
 
@@ -210,6 +233,7 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
 
     /* the workspaces and the groups chains; each group adds its grants */
     job->prereq_pending = 2;
+    job->lists_active = 3;
     job->users_active = sizeof(ngx_umlo_chains) / sizeof(ngx_umlo_chains[0]);
 
     job->grant_queue = json_array();
@@ -240,16 +264,17 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
     for (i = 0; i < sizeof(ngx_umlo_chains) / sizeof(ngx_umlo_chains[0]);
          i++)
     {
-        if (ngx_umlo_fetch_chain(job, "POST",
-                                 ngx_umlo_fetch_users_body(
+        ctx = ngx_umlo_fetch_chain(job, "POST",
+                                   ngx_umlo_fetch_users_body(
                                                         &ngx_umlo_chains[i]),
-                                 0, ngx_umlo_fetch_users, NULL,
-                                 "/admin/v2/orgs/%s/directories/-/users/"
-                                 "search", job->org)
-            == NULL)
-        {
+                                   0, ngx_umlo_fetch_users, NULL,
+                                   "/admin/v2/orgs/%s/directories/-/users/"
+                                   "search", job->org);
+        if (ctx == NULL) {
             return -1;
         }
+
+        ctx->urgent = 1;
     }
 
     ngx_umlo_fetch_report(job, "fetch");
@@ -264,7 +289,7 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
     }
 
     /* pages of the last round, and staged ones, if any remain */
-    ngx_umlo_fetch_idle(job);
+    (void) ngx_umlo_fetch_store(job, 0);
 
     if (job->error[0] != '\0') {
         return -1;
@@ -573,6 +598,10 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
     job->grant_queue = NULL;
     json_decref(job->pending);
     job->pending = NULL;
+    json_decref(job->unstaged);
+    job->unstaged = NULL;
+    json_decref(job->unstaging);
+    job->unstaging = NULL;
 
     json_object_set_new(job->doc, "state", json_string(state));
     json_object_set_new(job->doc, "phase", json_null());
@@ -816,8 +845,9 @@ static int
 ngx_umlo_fetch_submit(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_done_pt done,
     const char *cursor)
 {
-    char    path[4096], *p;
-    json_t  *body;
+    char                 path[4096], *p;
+    json_t              *body;
+    ngx_umlo_api_req_t  *req;
 
     body = NULL;
     p = ctx->path;
@@ -853,11 +883,15 @@ ngx_umlo_fetch_submit(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_done_pt done,
         }
     }
 
-    if (ngx_umlo_api_submit(ctx->job->api, NGX_UMLO_API_ADMIN, ctx->method,
-                            p, body, done, ctx)
-        == NULL)
-    {
+    req = ngx_umlo_api_submit(ctx->job->api, NGX_UMLO_API_ADMIN, ctx->method,
+                              p, body, done, ctx);
+    if (req == NULL) {
         return -1;
+    }
+
+    if (ctx->urgent) {
+        /* a users chain: ahead of grant lookups waiting for a slot */
+        ngx_umlo_api_hurry(ctx->job->api, req);
     }
 
     return 0;
@@ -1000,7 +1034,9 @@ ngx_umlo_fetch_workspaces(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
     /* users name product instances: they wait for the whole listing */
     if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+        job->lists_active--;
         ngx_umlo_fetch_prereq_done(job);
+        ngx_umlo_fetch_pump(job);
     }
 }
 
@@ -1015,7 +1051,8 @@ ngx_umlo_fetch_total(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 {
     ngx_umlo_fetch_ctx_t  *ctx = req->data;
 
-    json_t  *total;
+    json_t          *total;
+    ngx_umlo_job_t  *job;
 
     if (!req->cancelled && req->error[0] == '\0') {
         total = json_object_get(json_object_get(req->json, "meta"), "total");
@@ -1025,7 +1062,13 @@ ngx_umlo_fetch_total(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
         }
     }
 
+    job = ctx->job;
     ngx_umlo_fetch_ctx_free(ctx);
+
+    if (!req->cancelled) {
+        job->lists_active--;
+        ngx_umlo_fetch_pump(job);
+    }
 }
 
 
@@ -1072,11 +1115,16 @@ ngx_umlo_fetch_groups(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
         job->groups++;
     }
 
-    ngx_umlo_fetch_pump(job);
+    if (ngx_umlo_fetch_next(ctx, req, next) != 0) {
+        return;
+    }
 
-    if (ngx_umlo_fetch_next(ctx, req, next) == 0 && next == NULL) {
+    if (next == NULL) {
+        job->lists_active--;
         ngx_umlo_fetch_prereq_done(job);
     }
+
+    ngx_umlo_fetch_pump(job);
 }
 
 
@@ -1112,9 +1160,9 @@ ngx_umlo_fetch_grants(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 
 /*
  * Starts queued grant lookups, leaving a request slot to every users
- * chain still walking: the chains are the sync's critical path, and a
- * flood of grant lookups ahead of them in the client's queue would stall
- * them.
+ * chain still walking and to the listings (workspaces, groups): the
+ * chains are the sync's critical path, and a flood of grant lookups ahead
+ * of them in the client's queue would stall them.
  */
 
 static void
@@ -1126,8 +1174,8 @@ ngx_umlo_fetch_pump(ngx_umlo_job_t *job)
     const char            *id;
     ngx_umlo_fetch_ctx_t  *gctx;
 
-    limit = job->concurrency > job->users_active
-            ? job->concurrency - job->users_active : 1;
+    limit = job->users_active + job->lists_active;
+    limit = job->concurrency > limit ? job->concurrency - limit : 1;
 
     while (job->grants_active < limit
            && job->grant_next < json_array_size(job->grant_queue))
@@ -1177,29 +1225,30 @@ ngx_umlo_fetch_prereq_done(ngx_umlo_job_t *job)
 /*
  * The client's idle hook: the users pages that arrived, stored while the
  * next pages travel.  Before every group's grants are known a page is
- * parked raw in the generation's "stage" list; after, it becomes users,
- * staged pages first.
+ * parked raw in the generation's "stage" list; after, it becomes users.
+ * Staged pages are converted for NGX_UMLO_UNSTAGE_MS per pass: tens of
+ * thousands of them at once would hold up the chains for seconds.
  */
 
-static void
+static int
 ngx_umlo_fetch_idle(void *data)
 {
-    ngx_umlo_job_t  *job = data;
+    return ngx_umlo_fetch_store(data, NGX_UMLO_UNSTAGE_MS);
+}
 
+
+/* stores the pending pages and staged ones; 1: staged pages remain */
+
+static int
+ngx_umlo_fetch_store(ngx_umlo_job_t *job, int64_t budget_ms)
+{
     int      rc;
     char    *text;
     size_t   i;
     json_t  *page;
 
     if (job->error[0] != '\0') {
-        return;
-    }
-
-    if (job->prereq_done && job->staged) {
-        if (ngx_umlo_fetch_unstage(job) != 0) {
-            ngx_umlo_api_abort(job->api, "%s", job->error);
-            return;
-        }
+        return 0;
     }
 
     json_array_foreach(job->pending, i, page) {
@@ -1228,22 +1277,48 @@ ngx_umlo_fetch_idle(void *data)
         if (rc != 0) {
             json_array_clear(job->pending);
             ngx_umlo_api_abort(job->api, "%s", job->error);
-            return;
+            return 0;
         }
     }
 
     json_array_clear(job->pending);
+
+    if (job->prereq_done && job->staged) {
+        if (ngx_umlo_fetch_unstage(job, budget_ms > 0
+                                        ? ngx_umlo_fetch_now() + budget_ms
+                                        : 0)
+            != 0)
+        {
+            ngx_umlo_api_abort(job->api, "%s", job->error);
+            return 0;
+        }
+    }
+
+    return job->prereq_done && job->staged;
 }
 
 
 static json_t *
 ngx_umlo_fetch_users_body(ngx_umlo_chain_t *chain)
 {
-    return json_pack("{s:i,s:[sss],s:[s],s:s}",
+    json_t  *body;
+
+    body = json_pack("{s:i,s:[sss],s:[s],s:s}",
                      "limit", NGX_UMLO_USERS_PAGE,
                      "expand", "productAccess", "groups", "platformRoles",
                      "accountStatus", chain->account_status,
                      "claimStatus", chain->claim_status);
+
+    if (body != NULL && chain->mfa >= 0
+        && json_object_set_new(body, "mfaEnabled",
+                               json_boolean(chain->mfa))
+           != 0)
+    {
+        json_decref(body);
+        return NULL;
+    }
+
+    return body;
 }
 
 
@@ -1319,38 +1394,13 @@ ngx_umlo_fetch_accounts(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req)
 static int
 ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data)
 {
-    int          rc;
-    char        *text;
-    size_t       i;
-    json_t      *item, *user;
-    const char  *id;
+    size_t   i;
+    json_t  *item;
 
     json_array_foreach(data, i, item) {
-        user = ngx_umlo_model_user(&job->model, item);
-        if (user == NULL) {
-            ngx_umlo_fetch_fail(job, "users", "malformed answer from "
-                                "users/search: a user has no \"accountId\"");
+        if (ngx_umlo_fetch_write_user(job, item) != 0) {
             return -1;
         }
-
-        id = json_string_value(json_object_get(user, "id"));
-        text = json_dumps(user, JSON_COMPACT);
-
-        rc = text ? ngx_umlo_store_append(&job->store,
-                                          "HSET " NGX_UMLO_KEY_GEN_USERS
-                                          " %s %s", job->org, job->gen, id,
-                                          text)
-                  : -1;
-        free(text);
-        json_decref(user);
-
-        if (rc != 0) {
-            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error[0]
-                                ? job->store.error : "out of memory");
-            return -1;
-        }
-
-        job->users_done++;
     }
 
     return 0;
@@ -1358,41 +1408,129 @@ ngx_umlo_fetch_write_users(ngx_umlo_job_t *job, json_t *data)
 
 
 static int
-ngx_umlo_fetch_unstage(ngx_umlo_job_t *job)
+ngx_umlo_fetch_write_user(ngx_umlo_job_t *job, json_t *item)
 {
     int          rc;
-    json_t      *data;
+    char        *text;
+    json_t      *user;
+    const char  *id;
+
+    user = ngx_umlo_model_user(&job->model, item);
+    if (user == NULL) {
+        ngx_umlo_fetch_fail(job, "users", "malformed answer from "
+                            "users/search: a user has no \"accountId\"");
+        return -1;
+    }
+
+    id = json_string_value(json_object_get(user, "id"));
+    text = json_dumps(user, JSON_COMPACT);
+
+    rc = text ? ngx_umlo_store_append(&job->store,
+                                      "HSET " NGX_UMLO_KEY_GEN_USERS
+                                      " %s %s", job->org, job->gen, id, text)
+              : -1;
+    free(text);
+    json_decref(user);
+
+    if (rc != 0) {
+        ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error[0]
+                            ? job->store.error : "out of memory");
+        return -1;
+    }
+
+    job->users_done++;
+
+    return 0;
+}
+
+
+/*
+ * Converts staged users until none is left or "until" (ms, 0: never).
+ * Pages are read back a batch at a time: a round trip per page (and the
+ * flush of the writes before it) would cost more than the conversion on
+ * a busy machine.  The time is checked per user: a page takes tens of
+ * milliseconds.
+ */
+
+static int
+ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
+{
+    size_t       i, n;
+    json_t      *text, *item;
     redisReply  *r;
 
-    job->staged = 0;
+    if (job->unstaged == NULL) {
+        job->unstaged = json_array();
+        if (job->unstaged == NULL) {
+            ngx_umlo_fetch_fail(job, "write", "out of memory");
+            return -1;
+        }
+    }
 
     for ( ;; ) {
-        r = ngx_umlo_store_command(&job->store,
-                                   "LPOP " NGX_UMLO_KEY_GEN_STAGE,
-                                   job->org, job->gen);
-        if (r == NULL) {
-            ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
-            return -1;
+
+        if (job->unstaging != NULL) {
+            n = json_array_size(job->unstaging);
+
+            while (job->unstage_next < n) {
+                if (until != 0 && ngx_umlo_fetch_now() >= until) {
+                    return 0;
+                }
+
+                item = json_array_get(job->unstaging, job->unstage_next++);
+
+                if (ngx_umlo_fetch_write_user(job, item) != 0) {
+                    return -1;
+                }
+            }
+
+            json_decref(job->unstaging);
+            job->unstaging = NULL;
         }
 
-        if (r->type != REDIS_REPLY_STRING) {
+        if (json_array_size(job->unstaged) == 0) {
+            r = ngx_umlo_store_command(&job->store,
+                                       "LPOP " NGX_UMLO_KEY_GEN_STAGE " %d",
+                                       job->org, job->gen,
+                                       NGX_UMLO_UNSTAGE_BATCH);
+            if (r == NULL) {
+                ngx_umlo_fetch_fail(job, "redis", "%s", job->store.error);
+                return -1;
+            }
+
+            if (r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+                freeReplyObject(r);
+                job->staged = 0;
+                return 0;
+            }
+
+            for (i = 0; i < r->elements; i++) {
+                if (r->element[i]->type != REDIS_REPLY_STRING
+                    || json_array_append_new(job->unstaged,
+                                             json_stringn_nocheck(
+                                                 r->element[i]->str,
+                                                 r->element[i]->len))
+                       != 0)
+                {
+                    freeReplyObject(r);
+                    ngx_umlo_fetch_fail(job, "redis", "a staged users page "
+                                        "could not be read back");
+                    return -1;
+                }
+            }
+
             freeReplyObject(r);
-            return 0;
         }
 
-        data = json_loadb(r->str, r->len, 0, NULL);
-        freeReplyObject(r);
+        text = json_array_get(job->unstaged, 0);
+        job->unstaging = json_loadb(json_string_value(text),
+                                    json_string_length(text), 0, NULL);
+        job->unstage_next = 0;
+        json_array_remove(job->unstaged, 0);
 
-        if (data == NULL) {
+        if (!json_is_array(job->unstaging)) {
             ngx_umlo_fetch_fail(job, "redis", "a staged users page could "
                                 "not be read back");
-            return -1;
-        }
-
-        rc = ngx_umlo_fetch_write_users(job, data);
-        json_decref(data);
-
-        if (rc != 0) {
             return -1;
         }
     }

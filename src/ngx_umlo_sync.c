@@ -19,7 +19,7 @@
 #define NGX_UMLO_WATCH_MS        250
 
 
-static const char  ngx_umlo_sync_start_lua[] =
+const char  ngx_umlo_sync_start_lua[] =
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then"
     " redis.call('SET', KEYS[2], ARGV[3])"
     " redis.call('DEL', KEYS[3])"
@@ -42,17 +42,12 @@ static const char  ngx_umlo_sync_release_lua[] =
 static void ngx_umlo_sync_body(ngx_http_request_t *r);
 static ngx_int_t ngx_umlo_sync_parse(ngx_http_request_t *r,
     ngx_umlo_job_t *job, ngx_int_t *rc);
-static ngx_umlo_job_t *ngx_umlo_sync_job(ngx_http_request_t *r,
-    ngx_umlo_main_conf_t *umcf);
-static void ngx_umlo_sync_free(ngx_umlo_job_t *job);
 static void ngx_umlo_sync_started(redisReply *reply, void *data);
 static ngx_int_t ngx_umlo_sync_post(ngx_umlo_job_t *job,
     ngx_umlo_main_conf_t *umcf);
 static void ngx_umlo_sync_thread(void *data, ngx_log_t *log);
 static void ngx_umlo_sync_done(ngx_event_t *ev);
 static void ngx_umlo_sync_watch(ngx_event_t *ev);
-static void ngx_umlo_sync_release(ngx_umlo_job_t *job,
-    ngx_umlo_main_conf_t *umcf);
 static void ngx_umlo_sync_ignore(redisReply *reply, void *data);
 static ngx_int_t ngx_umlo_sync_cancel(ngx_http_request_t *r);
 static void ngx_umlo_sync_cancelled(redisReply *reply, void *data);
@@ -110,7 +105,7 @@ ngx_umlo_sync_body(ngx_http_request_t *r)
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
 
-    job = ngx_umlo_sync_job(r, umcf);
+    job = ngx_umlo_sync_job(umcf, "manual");
     if (job == NULL) {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
         return;
@@ -332,8 +327,8 @@ ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
 }
 
 
-static ngx_umlo_job_t *
-ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
+ngx_umlo_job_t *
+ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf, const char *trigger)
 {
     u_char             rnd[16], *p;
     ngx_uint_t         i;
@@ -380,7 +375,7 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
     job->grace_ms = (unsigned) umcf->sync_grace;
     job->history = (unsigned) umcf->history;
     job->key_expires = (long long) umcf->key_expires;
-    job->trigger = "manual";
+    job->trigger = trigger;
 
     for (i = 0; i < sizeof(rnd); i++) {
         rnd[i] = (u_char) ngx_random();
@@ -410,13 +405,11 @@ ngx_umlo_sync_job(ngx_http_request_t *r, ngx_umlo_main_conf_t *umcf)
         return NULL;
     }
 
-    (void) r;
-
     return job;
 }
 
 
-static void
+void
 ngx_umlo_sync_free(ngx_umlo_job_t *job)
 {
     ngx_explicit_memzero(job->api_key, ngx_strlen(job->api_key));
@@ -617,7 +610,7 @@ ngx_umlo_sync_done(ngx_event_t *ev)
 
 /* gives the lock back and records the job's document, if still ours */
 
-static void
+void
 ngx_umlo_sync_release(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf)
 {
     char  *doc;

@@ -56,9 +56,15 @@ struct ngx_umlo_job_s {
                                                  grant chains: users wait */
     json_t                  *grant_queue;     /* [group id, directory] */
     json_t                  *pending;         /* users pages to store */
+    json_t                  *unstaged;        /* staged pages read back,
+                                                 not yet converted */
+    json_t                  *unstaging;       /* the page being converted */
+    size_t                   unstage_next;    /* its next user */
     size_t                   grant_next;      /* first not yet started */
     unsigned                 grants_active;   /* grant chains in flight */
     unsigned                 users_active;    /* users chains walking */
+    unsigned                 lists_active;    /* workspaces, groups and
+                                                 total requests walking */
     unsigned                 prereq_done:1;
     unsigned                 staged:1;
     unsigned                 cancel_seen:1;
@@ -83,6 +89,19 @@ struct ngx_umlo_job_s {
 
 
 ngx_int_t ngx_umlo_sync_handler(ngx_http_request_t *r);
+
+/*
+ * A job not tied to a request (tasks, timers).  The caller takes the org
+ * lock with the job's token and document (ngx_umlo_sync_start_lua: KEYS
+ * lock, status, cancel; ARGV token, lease, document), and on a failure
+ * after that gives it back with ngx_umlo_sync_release().
+ */
+extern const char  ngx_umlo_sync_start_lua[];
+
+ngx_umlo_job_t *ngx_umlo_sync_job(ngx_umlo_main_conf_t *umcf,
+    const char *trigger);
+void ngx_umlo_sync_release(ngx_umlo_job_t *job, ngx_umlo_main_conf_t *umcf);
+void ngx_umlo_sync_free(ngx_umlo_job_t *job);
 
 /* The thread's work: full or selective sync (ngx_umlo_fetch.c). */
 void ngx_umlo_fetch_run(ngx_umlo_job_t *job);

@@ -1,12 +1,13 @@
 /*
  * Copyright (C) ngx_umlo authors
  *
- * Automated tasks: a saved filter, a bulk action and a schedule, kept in
- * Redis and managed through umlo_tasks.  Each worker looks for a due task
- * every umlo_tasks_interval; a task is claimed by one worker of one
- * instance, runs under the org lock (so never during a sync or another
- * task), re-reads the users its filter matches, evaluates the filter again
- * and runs as a bulk job.
+ * Automated tasks: a saved filter (or list of users), a bulk action and
+ * a schedule, kept in Redis and managed through umlo_tasks.  Each worker
+ * looks for a due task every umlo_tasks_interval; a task is claimed by
+ * one worker of one instance, syncs what it needs (the whole org for a
+ * filter, the listed users otherwise), runs under the org lock (so never
+ * during a sync or another task), applies its notice period and runs as
+ * a bulk job.
  *
  * The scheduling here is a minimal stand-in: it should share the timer of
  * the daily-sync schedule (ngx_umlo_timer.c) once that exists.

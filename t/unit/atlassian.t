@@ -160,6 +160,25 @@ sub fake_answer {
                       'X-RateLimit-Reset' => $reset], $gw429];
     }
 
+    if ($kind eq 'window') {
+        # fixed windows of 1.5 s and 5 requests that claim 600 a minute:
+        # the refill estimate is wrong, and the second 429 shows it
+        our ($WSTART, $WUSED);
+        $WSTART //= $now;
+        if ($now >= $WSTART + 1.5) {
+            $WSTART += 1.5 * int(($now - $WSTART) / 1.5);
+            $WUSED = 0;
+        }
+        my $end = $WSTART + 1.5;
+        my $reset = iso(int $end) =~ s/Z$/sprintf('.%03dZ',
+                        int(($end - int $end) * 1000))/er;
+        my @h = ('X-RateLimit-Limit' => 600, 'X-RateLimit-Reset' => $reset);
+        return [429, [@h, 'X-RateLimit-Remaining' => 0], $gw429]
+            if ($WUSED // 0) >= 5;
+        $WUSED++;
+        return [200, [@h, 'X-RateLimit-Remaining' => 5 - $WUSED], $ok->[2]];
+    }
+
     if ($kind eq 'bare429') {
         return $hit == 1 ? [429, [], $gw429] : $ok;
     }
@@ -478,6 +497,28 @@ subtest 'pacing by X-RateLimit-*: a small budget, no 429s' => sub {
     cmp_ok($r->{http_429}, '<=', 1, "429s: $r->{http_429}");
 };
 
+subtest 'a refilling budget: the next token, not the reset' => sub {
+    sim_reset();
+    sim_ok('POST', 'config', { rateLimit => 1200 });
+    # another client of the org spends the whole budget
+    my $r = drive($SIM, n => 1200, path => $DIRS, conc => 16);
+    clean($r, 'drain') or return;
+    is($r->{http_429}, 0, 'draining 1200 of 1200: no 429');
+
+    # nearly empty, refilling at 20/s, full again (the reset) in a minute:
+    # 80 requests take about 4 s at the refill rate
+    $r = drive($SIM, n => 80, path => $DIRS, conc => 8);
+    clean($r, 'paced') or return;
+    is($r->{ok}, 80, 'all succeed') or diag(show($r));
+    cmp_ok($r->{http_429}, '<=', 1, "429s: $r->{http_429}");
+    cmp_ok($r->{elapsed_ms}, '>=', 2500,
+           "at the refill rate ($r->{elapsed_ms} ms)");
+    cmp_ok($r->{elapsed_ms}, '<=', 8000 * $FACTOR,
+           'no wait for the reset a minute away');
+    my $st = sim_ok('GET', 'stats');
+    cmp_ok($st->{sent429}, '<=', 1, 'the simulator agrees');
+};
+
 subtest 'minute-precision reset format from the simulator' => sub {
     sim_reset();
     sim_ok('POST', 'config', { rateLimit => 6000, resetFormat => 'minute' });
@@ -536,6 +577,15 @@ subtest '429 without Retry-After: wait for X-RateLimit-Reset, whole class'
         my @after = grep { $_->[0] >= $at + 1.8 } @log;
         cmp_ok(scalar @after, '>=', 7, 'the rest after the reset');
     }
+
+    # a budget that comes back at the reset, not by refills: one 429 on
+    # the estimate, one on the token after it, then the class waits for
+    # each reset
+    $r = drive($url, n => 12, conc => 1, path => '/window');
+    clean($r, 'window') or goto done;
+    is($r->{ok}, 12, 'fixed windows: all succeed') or diag(show($r));
+    is($r->{http_429}, 2, 'two 429s, then paced by the reset');
+    cmp_ok($r->{elapsed_ms}, '>=', 2500, "three windows ($r->{elapsed_ms} ms)");
 
     $r = drive($url, n => 3, path => '/bare429', backoff => 100);
     clean($r, 'bare429') or goto done;
