@@ -168,7 +168,10 @@ await step('before the first sync', async () => {
 
 let top0;
 await step('Sync Users: processing state, then the confirmation', async () => {
+    // slow pages of users: the sync stays a few seconds in its fetch
+    // phase with a known total, long enough for one-second polls to see
     await slow(250);
+    await sim('POST', 'faults', { hang: { rate: 1, delayMs: 1000, match: 'users/search' } });
     top0 = await tableTop();
     layout0 = await layout();
     await watchPanel();
@@ -180,6 +183,7 @@ await step('Sync Users: processing state, then the confirmation', async () => {
     await waitFor(async () => /Sync succeeded/.test(await text('#sync-result')),
                   'the confirmation', 60000);
     const seen = (await panelSeen()).filter((x) => x.running);
+    for (const x of seen) note(`seen: ${x.t}`);
     ok(seen.length > 0, 'the processing state showed');
     ok(seen.every((x) => x.disabled), '"Sync Users" was disabled while it ran');
     ok(seen.every((x) => x.cancel), 'a Cancel button showed');
@@ -197,6 +201,7 @@ await step('Sync Users: processing state, then the confirmation', async () => {
     is(await page.locator('#users-body tr').count(), 50, 'one page of 50 rows');
     is(await tableTop(), top0, 'the table did not move');
     ok(await page.locator('#sync-btn').isEnabled(), '"Sync Users" is enabled again');
+    await sim('DELETE', 'faults');
     await slow(0);
 });
 
