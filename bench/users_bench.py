@@ -30,7 +30,7 @@ import time
 import urllib.parse
 
 from umlo_bench_common import (
-    CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, Redis, Wrk,
+    CLK_TCK, MAX_REQUESTS_PER_CONN, PING_DELAY_MS, WRK_TIMEOUT_S, Redis, Wrk, lua_str,
     children_of, cpu_times, first_line, free_port, log, machine_info,
     median_range as mrange, proc_stat_fields, proc_status_kb, proc_ticks, read_first_line, stop_proc, wait_port)
 
@@ -59,6 +59,9 @@ PING_CONNS = 2
 CSV_STALL_S = 30
 
 PERF_HZ = 499
+
+# what --queries can choose
+QUERY_IDS = ("three", "text", "product", "varied", "varied-days", "refs", "dashboard", "csv")
 
 
 # --------------------------------------------------------------------- utils
@@ -281,6 +284,194 @@ class Nginx:
 
 # ---------------------------------------------------------------------- wrk
 
+# The query loads' script: the URL, or one of many in turn (made from a
+# number by %(gen)s, or from a list), wrk's own latency statistics
+# (microseconds) as one line, and the X-Umlo-Cache counts; each thread
+# stops after MAX requests per connection.  (The ping probe uses the
+# common Wrk.)
+QUERY_WRK_LUA = """\
+local paths = {%(paths)s}
+local start = %(start)d
+local cap = %(cap)d
+local sent = 0
+local threads = {}
+local nthreads = 0
+hit, miss, wait = 0, 0, 0
+first = 0
+%(extra)s
+-- each thread walks its own part of the list, so that with a list longer
+-- than the run every request is a different one
+function setup(thread)
+  nthreads = nthreads + 1
+  thread:set("first", nthreads - 1)
+  table.insert(threads, thread)
+end
+%(gen)s
+function request()
+  sent = sent + 1
+  if sent > cap then
+    wrk.thread:stop()
+  end
+  local n = npaths or #paths
+  local i = (start + first * math.floor(n / %(threads)d) + sent - 1) %% n
+  return wrk.format(nil, path_of and path_of(i) or paths[i + 1])
+end
+%(response)s
+function done(summary, latency, requests)
+  local e = summary.errors
+  local h, m, w = 0, 0, 0
+  for _, t in ipairs(threads) do
+    h = h + (t:get("hit") or 0)
+    m = m + (t:get("miss") or 0)
+    w = w + (t:get("wait") or 0)
+  end
+  io.write(string.format("UMLO-CACHE hit=%%d miss=%%d wait=%%d\\n", h, m, w))
+  io.write(string.format(
+    "UMLO-RESULT requests=%%d duration_us=%%d bytes=%%d connect=%%d read=%%d " ..
+    "write=%%d status=%%d timeout=%%d mean=%%.1f stdev=%%.1f min=%%d max=%%d " ..
+    "p50=%%d p90=%%d p99=%%d p999=%%d\\n",
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read,
+    e.write, e.status, e.timeout, latency.mean, latency.stdev, latency.min,
+    latency.max, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9)))
+end
+"""
+
+
+VARIED_NAME = "varied: another query each request"
+VARIED_DAYS_NAME = "varied: three filters + sort, inactive_days 1–365"
+
+
+def cache_str(c):
+    """The module's X-Umlo-Cache answers counted by wrk."""
+    return "hit %d / miss %d / wait %d" % (c.get("hit", 0), c.get("miss", 0), c.get("wait", 0))
+
+
+
+# counts the module's X-Umlo-Cache answers (hit, miss, wait); only for the
+# varied loads, as a response() callback costs wrk some CPU
+WRK_LUA_RESPONSE = """\
+function response(status, headers, body)
+  local c = headers["X-Umlo-Cache"]
+  if c == "hit" then hit = hit + 1
+  elseif c == "miss" then miss = miss + 1
+  elseif c == "wait" then wait = wait + 1 end
+end
+"""
+
+
+# The distinct queries of the "varied" load, made by wrk from a number:
+# q of two letters (676) x status (3) x claim (3) x created_after (7) x
+# sort (4) x order (2) = 340,704 different filtered lists.
+VARIED_LUA = """\
+npaths = 340704
+local letters = "abcdefghijklmnopqrstuvwxyz"
+local statuses = {"", "&status=active", "&status=suspended,deactivated"}
+local claims = {"", "&claim=managed", "&claim=unmanaged"}
+local sorts = {"name", "email", "created", "last_active"}
+local orders = {"asc", "desc"}
+function path_of(i)
+  -- a fixed permutation, so that neighbours differ in every part
+  i = (i * 7919) % npaths
+  local function take(n)
+    local d = i % n
+    i = (i - d) / n
+    return d
+  end
+  local a, b = take(26), take(26)
+  local st, cl, yr = take(3), take(3), take(7)
+  local so, od = take(4), take(2)
+  return "/umlo/users?q=" .. letters:sub(a + 1, a + 1) .. letters:sub(b + 1, b + 1)
+    .. statuses[st + 1] .. claims[cl + 1]
+    .. (yr > 0 and ("&created_after=" .. (2019 + yr) .. "-01-01") or "")
+    .. "&sort=" .. sorts[so + 1] .. "&order=" .. orders[od + 1] .. "&limit=100"
+end
+"""
+VARIED_COUNT = 340704
+
+
+def write_query_lua(tmp, name, paths, conns_per_thread, threads, ping=False, count=False,
+              gen=None, start=0):
+    extra = ""
+    if ping:
+        extra = ('wrk.headers["Connection"] = "close"\n'
+                 "function delay()\n  return %d\nend\n" % PING_DELAY_MS)
+    text = QUERY_WRK_LUA % {"paths": ",\n".join(lua_str(p) for p in paths) if not gen else "",
+                      "cap": MAX_REQUESTS_PER_CONN * conns_per_thread,
+                      "threads": threads, "extra": extra, "start": start,
+                      "gen": gen or "",
+                      "response": WRK_LUA_RESPONSE if count else ""}
+    fn = os.path.join(tmp, name)
+    with open(fn, "w") as f:
+        f.write(text)
+    return fn
+
+
+class QueryWrk:
+    """One wrk process of a query load; its CPU use comes from wait4()'s
+    rusage."""
+
+    def __init__(self, wrk_bin, tmp, port, path, conns, threads, duration, ping=False,
+                 paths=None, gen=None, start=0):
+        self.threads = threads
+        self.duration = duration
+        paths = paths or [path]
+        name = "wrk-%d-%s.lua" % (os.getpid(), hashlib.sha1(
+            ("%s|%d|%d|%s|%d|%d|%d" % (path, conns, threads, ping, len(paths), bool(gen),
+                                       start)).encode()
+        ).hexdigest()[:10])
+        script = write_query_lua(tmp, name, paths, max(1, conns // threads), threads, ping,
+                           count=len(paths) > 1 or bool(gen), gen=gen, start=start)
+        self.argv = [wrk_bin, "-t%d" % threads, "-c%d" % conns, "-d%ds" % duration,
+                     "--timeout", "%ds" % WRK_TIMEOUT_S, "-s", script,
+                     "http://127.0.0.1:%d%s" % (port, path)]
+        self.out = tempfile.TemporaryFile(dir=tmp)
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.argv, stdout=self.out, stderr=subprocess.STDOUT)
+
+    def finish(self):
+        deadline = self.t0 + self.duration + WRK_TIMEOUT_S + 15
+        ru = None
+        while True:
+            pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
+            if pid:
+                self.proc.returncode = status
+                break
+            if time.monotonic() > deadline:
+                self.proc.kill()
+                pid, status, ru = os.wait4(self.proc.pid, 0)
+                self.proc.returncode = status
+                raise RuntimeError("wrk did not stop in time: %s" % " ".join(self.argv))
+            time.sleep(0.05)
+        wall = time.monotonic() - self.t0
+        self.out.seek(0)
+        text = self.out.read().decode(errors="replace")
+        self.out.close()
+        m = re.search(r"^UMLO-RESULT (.*)$", text, re.M)
+        if not m:
+            raise RuntimeError("wrk gave no result (exit %s): %s" % (status, text[-500:]))
+        r = {k: float(v) for k, v in (kv.split("=") for kv in m.group(1).split())}
+        c = re.search(r"^UMLO-CACHE (.*)$", text, re.M)
+        cache = {k: int(v) for k, v in (kv.split("=") for kv in c.group(1).split())} \
+            if c else {}
+        if not any(cache.values()):
+            cache = {}
+        dur = r["duration_us"] / 1e6
+        errors = r["connect"] + r["read"] + r["write"] + r["timeout"]
+        return {
+            "requests": int(r["requests"]),
+            "rps": r["requests"] / dur if dur > 0 else None,
+            "mb_per_s": r["bytes"] / dur / 1e6 if dur > 0 else None,
+            "bytes_per_req": r["bytes"] / r["requests"] if r["requests"] else None,
+            "p50": r["p50"] / 1000.0, "p90": r["p90"] / 1000.0,
+            "p99": r["p99"] / 1000.0, "p999": r["p999"] / 1000.0,
+            "max": r["max"] / 1000.0, "mean": r["mean"] / 1000.0,
+            "errors": int(errors), "non2xx": int(r["status"]),
+            "timeouts": int(r["timeout"]),
+            "cpu_s": ru.ru_utime + ru.ru_stime, "wall": wall,
+            "cache": cache,
+        }
+
 
 # ------------------------------------------------------------- measurement
 
@@ -290,6 +481,7 @@ class Bench:
         self.tmp = tmp
         self.module = module
         self.sim_dir = sim_dir
+        self.walked = {}
         self.sim = self.redis = self.nginx = None
         self.res = {"load": [], "runs": [], "csv": [], "ping_idle": [],
                     "queries": [], "notes": []}
@@ -426,34 +618,51 @@ class Bench:
         if site is None:
             raise RuntimeError("no site in /umlo/users/facets: %r" % raw[:300])
         self.res["site"] = site
+        qsite = urllib.parse.quote(site, safe="")
         qs = [
-            ("three filters + sort",
+            ("three", "three filters + sort",
              "/umlo/users?site=%s&billable=true&inactive_days=90&sort=last_active&limit=100"
-             % urllib.parse.quote(site, safe=""), True),
+             % qsite, True),
             # the issue's example says q=ann, which no generated name or
             # email contains: "ana" (Ana, Hana, Tanaka) matches a few percent
-            ("text search + status, by name",
+            ("text", "text search + status, by name",
              "/umlo/users?q=ana&status=active&sort=name&limit=100", True),
-            ("product, never active",
+            ("product", "product, never active",
              "/umlo/users?product=jira-software&never_active=true&limit=100", True),
+            # every request another query: the module's cache of filtered
+            # lists cannot help, each answer is a cold miss
+            ("varied", VARIED_NAME, None, True),
+            # one list, seen with another inactive_days each time
+            ("varied-days", VARIED_DAYS_NAME, None, True),
             # references at one client only: where the time goes
-            ("no filter (org, by name)", "/umlo/users?limit=100", False),
-            ("three filters + sort, 1 row",
+            ("refs", "no filter (org, by name)", "/umlo/users?limit=100", False),
+            ("refs", "three filters + sort, 1 row",
              "/umlo/users?site=%s&billable=true&inactive_days=90&sort=last_active&limit=1"
-             % urllib.parse.quote(site, safe=""), False),
-            ("org, by last active", "/umlo/users?sort=last_active&limit=100", False),
-            ("one site, by name",
-             "/umlo/users?site=%s&limit=100" % urllib.parse.quote(site, safe=""), False),
+             % qsite, False),
+            ("refs", "org, by last active", "/umlo/users?sort=last_active&limit=100", False),
+            ("refs", "one site, by name", "/umlo/users?site=%s&limit=100" % qsite, False),
         ]
-        for name, path, main in qs:
+        for qid, name, path, main in qs:
+            if qid not in self.args.queries:
+                continue
+            paths = gen = None
+            if qid == "varied":
+                gen = VARIED_LUA
+                path = "/umlo/users?q=aa&sort=name&order=asc&limit=100"
+            elif qid == "varied-days":
+                paths = ["/umlo/users?site=%s&billable=true&inactive_days=%d&sort=last_active"
+                         "&limit=100" % (qsite, d) for d in range(1, 366)]
+            if paths:
+                path = paths[0]
             status, hdrs, body, secs = http_get(self.port, path)
             if status != 200:
                 raise RuntimeError("%s: %d %r" % (path, status, body[:300]))
             doc = json.loads(body)
             total = doc["meta"]["total"]
             self.res["queries"].append({"name": name, "path": path, "main": main,
-                                        "total": total, "rows": len(doc["data"]),
-                                        "bytes": len(body)})
+                                        "total": total if not (paths or gen) else None,
+                                        "rows": len(doc["data"]),
+                                        "bytes": len(body), "paths": paths, "gen": gen})
             log("  %-32s total %6d, %3d rows, %7d bytes  %s" % (
                 name, total, len(doc["data"]), len(body), path))
             if total == 0:
@@ -487,8 +696,11 @@ class Bench:
             if busy < 0.1 or waited >= self.args.quiet_wait:
                 return busy, waited
 
-    def load_run(self, kind, name, path, conns, duration, run):
-        """One wrk run of `path`, with the ping probe alongside."""
+    def load_run(self, kind, name, path, conns, duration, run, paths=None, gen=None):
+        """One wrk run of `path` (or of `paths`, or `gen`'s, in turn), with the
+        ping probe alongside.  A list is walked on from where the last run of
+        the same load stopped, so that runs do not repeat each other's
+        queries."""
         a = self.args
         ng = self.nginx
         idle_busy, waited = self.wait_quiet()
@@ -497,11 +709,14 @@ class Bench:
         redis_t0 = proc_ticks(self.redis.proc.pid)
         sim_t0 = proc_ticks(self.sim.proc.pid)
         busy0, total0 = cpu_times()
-        main = Wrk(a.wrk, self.tmp, self.port, path, conns, threads, duration)
+        start = self.walked.get(name, 0)
+        main = QueryWrk(a.wrk, self.tmp, self.port, path, conns, threads, duration, paths=paths,
+                   gen=gen, start=start)
         ping = None
         if not a.no_ping:
             ping = Wrk(a.wrk, self.tmp, self.port, "/ping", PING_CONNS, 1, duration, ping=True)
         m = main.finish()
+        self.walked[name] = start + m["requests"]
         p = ping.finish() if ping else None
         busy1, total1 = cpu_times()
         sim_t1 = proc_ticks(self.sim.proc.pid)
@@ -527,10 +742,11 @@ class Bench:
         row["waited"] = waited
         self.res["runs"].append(row)
         log("  %-30s c=%-3d run %d: p50 %s ms, p99 %s ms, %s req/s, ping p99 %s ms, "
-            "nginx %s, wrk %s, redis %s, machine %s, others %s%s" % (
+            "nginx %s, wrk %s, redis %s, machine %s, others %s%s%s" % (
                 name, conns, run, fmt_ms(m["p50"]), fmt_ms(m["p99"]), fmt_num(m["rps"], 1),
                 fmt_ms(p["p99"]) if p else "—", pct(row["nginx_cpu"]), pct(row["wrk_cpu"]),
                 pct(row["redis_cpu"]), pct(row["machine_busy"]), pct(row["other_cpu"]),
+                (", cache %s" % cache_str(m["cache"])) if m["cache"] else "",
                 (", %d errors, %d non-2xx" % (m["errors"], m["non2xx"]))
                 if m["errors"] or m["non2xx"] else ""))
         return row
@@ -744,23 +960,26 @@ class Bench:
             self.ping_idle(min(a.duration, 5), run)
             for q in main:
                 for c in a.conns:
-                    self.load_run("users", q["name"], q["path"], c, a.duration, run)
+                    self.load_run("users", q["name"], q["path"], c, a.duration, run,
+                                  paths=q.get("paths"), gen=q.get("gen"))
             for q in refs:
                 self.load_run("ref", q["name"], q["path"], 1,
                               max(1 if a.smoke else 2, a.duration // 2), run)
-            self.load_run("dashboard", "dashboard", "/umlo/dashboard", TARGET_CLIENTS,
-                          a.duration, run)
+            if "dashboard" in a.queries:
+                self.load_run("dashboard", "dashboard", "/umlo/dashboard", TARGET_CLIENTS,
+                              a.duration, run)
         time.sleep(0.5)
         self.res["rss_end"] = (rss_before, self.nginx.rss_kb())
 
-        if a.perf:
+        if a.perf and main:
             log("perf profiles ...")
             self.perf_profiles(main[0]["path"], a.perf)
 
         # last: the export has crashed workers (see the results' flags)
-        log("CSV export ...")
-        for run in range(1, a.runs + 1):
-            self.csv_export(run)
+        if "csv" in a.queries:
+            log("CSV export ...")
+            for run in range(1, a.runs + 1):
+                self.csv_export(run)
 
         errors = [l.strip() for l in self.nginx.log_lines(r"\[(alert|crit|emerg|error)\]")]
         self.res["nginx_errors"] = errors[-10:]
@@ -932,9 +1151,9 @@ def tables(res, args):
     L.append("")
     L.append("| query | matches | bytes/answer | clients | p50 | p99 | req/s | CPU ms/req | ping p99 | "
              "nginx CPU | busiest worker | wrk CPU | Redis CPU | other processes | machine busy | "
-             "limited by |")
+             "limited by | cache |")
     L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: | ---: | ---: | --- |")
+             "| ---: | ---: | ---: | --- | --- |")
     for q in main:
         for c in args.conns:
             rs = runs_of(res, "users", q["name"], c)
@@ -949,7 +1168,27 @@ def tables(res, args):
     L.append("Queries:")
     L.append("")
     for q in main:
-        L.append("- *%s*: `%s`" % (q["name"], q["path"]))
+        if q.get("gen"):
+            L.append("- *%s*: %s different queries, made by wrk in turn from a number "
+                     "(each wrk thread from its own place, each run on from where the "
+                     "last stopped): `q=` two letters, `status` none / active / "
+                     "suspended,deactivated, `claim` none / managed / unmanaged, "
+                     "`created_after` none / 2020…2025, four sorts, two orders, "
+                     "`limit=100`; e.g. `%s`" % (q["name"], fmt_num(VARIED_COUNT), q["path"]))
+        elif q.get("paths"):
+            L.append("- *%s*: %d different URLs in turn (each wrk thread from its own "
+                     "place in the list), the first `%s`" % (q["name"], len(q["paths"]),
+                                                              q["path"]))
+        else:
+            L.append("- *%s*: `%s`" % (q["name"], q["path"]))
+    L.append("")
+    L.append("*cache*: the module's `X-Umlo-Cache` answers, counted by wrk for the "
+             "varied loads over every run of the cell: `hit` (the filtered list was "
+             "in the worker's cache: the answer cost one page), `miss` (filtered for "
+             "this request, in the thread pool: a cold miss), `wait` (waited for the "
+             "same filtering started by another request). The repeated identical URLs "
+             "above are all hits but the first of each worker; the *varied: another "
+             "query each request* rows show what a cold miss costs.")
     L.append("")
 
     # every run
@@ -984,8 +1223,10 @@ def tables(res, args):
             rs = runs_of(res, kind, q["name"], 1)
             if not rs:
                 continue
-            L.append("| %s `%s` | %s | %d | %s | %s | %s | %s |" % (
-                q["name"], q["path"].split("?", 1)[1], fmt_num(q["total"]), q["rows"],
+                L.append("| %s `%s` | %s | %d | %s | %s | %s | %s |" % (
+                q["name"], q["path"].split("?", 1)[1]
+                + (" …" if q.get("paths") or q.get("gen") else ""),
+                fmt_num(q["total"]), q["rows"],
                 fmt_num(q["bytes"]),
                 mrange([r["main"]["p50"] for r in rs], fmt_ms),
                 mrange([r["main"]["p99"] for r in rs], fmt_ms),
@@ -1093,8 +1334,15 @@ def users_row(q, c, rs):
     m = [r["main"] for r in rs]
     bn = sorted({r["bottleneck"] for r in rs})
     errs = sum(x["errors"] + x["non2xx"] for x in m)
-    return "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s |" % (
-        q["name"], fmt_num(q.get("total")), fmt_num(q.get("bytes")), c,
+    cache = {}
+    for x in m:
+        for k, v in (x.get("cache") or {}).items():
+            cache[k] = cache.get(k, 0) + v
+    nbytes = q.get("bytes")
+    if q.get("paths") or q.get("gen"):
+        nbytes = median_of([x["bytes_per_req"] for x in m if x["bytes_per_req"]])
+    return "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s |" % (
+        q["name"], fmt_num(q.get("total")), fmt_num(nbytes), c,
         mrange([x["p50"] for x in m], fmt_ms), mrange([x["p99"] for x in m], fmt_ms),
         mrange([x["rps"] for x in m], lambda v: fmt_num(v, 1)),
         mrange([cpu_per_req(r) for r in rs], fmt_ms),
@@ -1104,7 +1352,7 @@ def users_row(q, c, rs):
         mrange([r["wrk_cpu"] for r in rs], pct),
         mrange([r["redis_cpu"] for r in rs], pct), mrange([r["other_cpu"] for r in rs], pct),
         mrange([r["machine_busy"] for r in rs], pct), "; ".join(bn),
-        (" (%d errors)" % errs) if errs else "")
+        (" (%d errors)" % errs) if errs else "", cache_str(cache) if cache else "")
 
 
 def write_doc(path, argv, res, args, machine, vers, started, finished):
@@ -1261,10 +1509,13 @@ def parse_args(argv):
     p.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     p.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--queries", default=",".join(QUERY_IDS),
+                   help="the loads to run, of %s (all)" % ", ".join(QUERY_IDS))
     args = p.parse_args(argv)
     custom = any(x is not None for x in (args.users, args.runs, args.duration)) \
         or args.conns != "1,10,50" or args.no_ping or args.groups is not None \
-        or args.sites != 8 or args.wrk_threads != 2 or args.reuseport
+        or args.sites != 8 or args.wrk_threads != 2 or args.reuseport \
+        or args.queries != ",".join(QUERY_IDS)
     if args.smoke:
         args.users = args.users or 500
         args.duration = args.duration or 1
@@ -1284,6 +1535,9 @@ def parse_args(argv):
     if args.perf is None:
         args.perf = 0 if args.quick else 5
     args.conns = [int(x) for x in args.conns.split(",") if x.strip()]
+    args.queries = [x.strip() for x in args.queries.split(",") if x.strip()]
+    if not set(args.queries) <= set(QUERY_IDS):
+        p.error("--queries: unknown %s" % ", ".join(sorted(set(args.queries) - set(QUERY_IDS))))
     if args.users < 1 or args.runs < 1 or args.duration < 1 or not args.conns \
             or min(args.conns) < 1 or max(args.conns) > 500 or args.duration > 120:
         p.error("users, runs, duration (1..120 s) and connections (1..500) must be positive")

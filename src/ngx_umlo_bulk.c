@@ -613,6 +613,7 @@ ngx_umlo_bulk_job_free(ngx_umlo_bulk_job_t *job)
     json_decref(job->ids);
     json_decref(job->protected);
     json_decref(job->run_of);
+    json_decref(job->event);
 
     ngx_destroy_pool(job->pool);
 }

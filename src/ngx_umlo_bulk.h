@@ -48,7 +48,9 @@ typedef struct {
     unsigned                 presynced:1;     /* users just re-read */
     json_t                  *run_of;          /* the task run, or NULL */
     struct ngx_umlo_job_s   *sync;            /* a task's full sync first */
-    char                    *webhook;         /* task runs: or NULL */
+    json_t                  *event;           /* a task run's webhook
+                                                 event, or NULL */
+    ngx_uint_t               event_type;      /* NGX_UMLO_EV_TASK_* */
 
     char                     id[NGX_UMLO_BULK_ID_LEN];
     char                     lock[2 * NGX_UMLO_BULK_ID_LEN];

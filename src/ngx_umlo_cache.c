@@ -6,6 +6,7 @@
 
 
 #include "ngx_umlo_cache.h"
+#include "ngx_umlo_handler.h"
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_metrics.h"
 #include "ngx_umlo_redis.h"
@@ -33,6 +34,7 @@ typedef struct {
     ngx_umlo_store_conf_t     redis;
     ngx_umlo_snap_t          *snap;          /* the result, or NULL */
     unsigned                  own_summary:1; /* malloc()ed by the thread */
+    uint64_t                  summary_hash;
     char                      error[256];
     ngx_pool_t               *pool;
 } ngx_umlo_cache_load_t;
@@ -43,6 +45,7 @@ static ngx_umlo_snapref_t  *ngx_umlo_current;
 static long long            ngx_umlo_loading;       /* version, 0: none */
 static ngx_queue_t          ngx_umlo_waiters;
 static ngx_uint_t           ngx_umlo_waiters_init;
+static uint64_t             ngx_umlo_serial;
 
 
 static const char  ngx_umlo_cache_script[] =
@@ -168,10 +171,16 @@ ngx_umlo_cache_current(redisReply *reply, void *data)
     /*
      * Versions only grow while Redis keeps its data; an older one means
      * it lost them (restart, flush, older backup) and a sync rebuilt
-     * them: what this worker holds exists nowhere now.
+     * them: what this worker holds exists nowhere now.  The same version
+     * with another summary (another sync id) is such a rebuild too.
      */
     if (ngx_umlo_current != NULL
-        && ngx_umlo_current->snap->version > version)
+        && (ngx_umlo_current->snap->version > version
+            || (ngx_umlo_current->snap->version == version
+                && json->type == REDIS_REPLY_STRING
+                && ngx_umlo_current->summary != 0
+                && ngx_umlo_current->summary
+                   != ngx_umlo_body_hash((u_char *) json->str, json->len))))
     {
         ngx_umlo_cache_release(ngx_umlo_current);
         ngx_umlo_current = NULL;
@@ -367,6 +376,12 @@ ngx_umlo_cache_thread(void *data, ngx_log_t *log)
 
     ngx_umlo_store_close(&st);
 
+    /* 0: unknown (not read), never taken for a rebuild */
+    load->summary_hash = (load->summary && load->summary[0])
+                         ? ngx_umlo_body_hash((u_char *) load->summary,
+                                              ngx_strlen(load->summary))
+                         : 0;
+
     if (load->own_summary) {
         free(load->summary);
         load->summary = NULL;
@@ -407,6 +422,8 @@ ngx_umlo_cache_loaded(ngx_event_t *ev)
                   load->snap->bytes);
 
     ref->snap = load->snap;
+    ref->snap->serial = ++ngx_umlo_serial;
+    ref->summary = load->summary_hash;
     ref->refs = 1;
 
     /* requests still using the old snapshot keep their reference */

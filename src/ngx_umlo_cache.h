@@ -19,6 +19,8 @@
 typedef struct {
     ngx_umlo_snap_t      *snap;
     ngx_uint_t            refs;
+    uint64_t              summary;    /* hash of the "current" summary it
+                                         was loaded with */
 } ngx_umlo_snapref_t;
 
 

@@ -29,6 +29,19 @@ ngx_int_t ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status,
 ngx_int_t ngx_umlo_send_json_etag(ngx_http_request_t *r, json_t *json);
 
 /*
+ * Sends a 200 JSON body (without its final newline) that stays valid
+ * until the request ends, with the strong ETag "etag" (the body's
+ * ngx_umlo_body_hash()) and "Cache-Control: no-cache": a client that
+ * sends the ETag back in If-None-Match gets 304 without the body
+ * (nginx's not_modified filter).
+ */
+ngx_int_t ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body,
+    size_t len, uint64_t etag);
+
+/* 64 bits that change with the body: its ETag */
+uint64_t ngx_umlo_body_hash(const u_char *p, size_t len);
+
+/*
  * Sends {"error": {"status", "code", "message"}}; the message names the
  * problem and, where it helps, what to do about it.
  */

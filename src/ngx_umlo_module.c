@@ -10,6 +10,7 @@
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_cache.h"
+#include "ngx_umlo_results.h"
 #include "ngx_umlo_store.h"
 #include "ngx_umlo_webhook.h"
 #include "ngx_umlo_keyexp.h"
@@ -164,6 +165,13 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, history),
       &ngx_umlo_history_bounds },
 
+    { ngx_string("umlo_users_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, users_cache),
+      NULL },
+
     { ngx_string("umlo_bulk_max_users"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -234,11 +242,19 @@ static ngx_command_t  ngx_umlo_commands[] = {
       offsetof(ngx_umlo_main_conf_t, tasks_interval),
       NULL },
 
+    { ngx_string("umlo_tasks_filter_min_every"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, tasks_filter_min),
+      NULL },
+
+    /* deprecated: nginx -t warns; see docs/directives.md */
     { ngx_string("umlo_tasks_webhook"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_umlo_webhook_tasks_directive,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_umlo_main_conf_t, tasks_webhook),
+      0,
       NULL },
 
     { ngx_string("umlo_webhook"),
@@ -389,6 +405,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->sync_grace = NGX_CONF_UNSET_MSEC;
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
+    umcf->users_cache = NGX_CONF_UNSET_SIZE;
     umcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     umcf->webhook_retries = NGX_CONF_UNSET_UINT;
     umcf->webhook_backoff = NGX_CONF_UNSET_MSEC;
@@ -401,6 +418,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->bulk_audit_max = NGX_CONF_UNSET_UINT;
     umcf->bulk_protected = NGX_CONF_UNSET_PTR;
     umcf->tasks_interval = NGX_CONF_UNSET_MSEC;
+    umcf->tasks_filter_min = NGX_CONF_UNSET;
 
     return umcf;
 }
@@ -420,6 +438,7 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(umcf->sync_grace, 300000);
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
+    ngx_conf_init_size_value(umcf->users_cache, 32 * 1024 * 1024);
     ngx_conf_init_msec_value(umcf->webhook_timeout, 5000);
     ngx_conf_init_uint_value(umcf->webhook_retries, 3);
     ngx_conf_init_msec_value(umcf->webhook_backoff, 1000);
@@ -436,6 +455,16 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     if (umcf->tasks_interval < 1000) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "umlo: \"umlo_tasks_interval\" must be at least 1s");
+        return NGX_CONF_ERROR;
+    }
+
+    /* a daily task runs once a day: it must always be allowed */
+    ngx_conf_init_value(umcf->tasks_filter_min, 3600);
+
+    if (umcf->tasks_filter_min < 60 || umcf->tasks_filter_min > 86400) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "umlo: \"umlo_tasks_filter_min_every\" must be "
+                      "from 60s to 1d");
         return NGX_CONF_ERROR;
     }
 
@@ -913,6 +942,7 @@ ngx_umlo_exit_process(ngx_cycle_t *cycle)
     ngx_umlo_redis_destroy(umcf->redis);
     umcf->redis = NULL;
 
+    ngx_umlo_results_exit();
     ngx_umlo_cache_exit();
 
     curl_global_cleanup();

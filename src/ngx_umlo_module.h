@@ -45,6 +45,7 @@ typedef struct {
     ngx_msec_t            sync_grace;        /* umlo_sync_grace */
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
+    size_t                users_cache;       /* umlo_users_cache */
 
     ngx_array_t          *webhooks;          /* umlo_webhook: of
                                                 ngx_umlo_webhook_t */
@@ -66,7 +67,7 @@ typedef struct {
 
     ngx_flag_t            tasks_used;        /* a umlo_tasks location */
     ngx_msec_t            tasks_interval;    /* umlo_tasks_interval */
-    ngx_str_t             tasks_webhook;     /* umlo_tasks_webhook */
+    time_t                tasks_filter_min;  /* umlo_tasks_filter_min_every */
 
     ngx_flag_t            used;              /* a umlo_* handler exists */
 

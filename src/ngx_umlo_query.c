@@ -17,6 +17,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 
@@ -144,9 +145,11 @@ struct ngx_umlo_query_s {
     uint32_t                  limit;
     uint32_t                  offset;
 
-    /* results */
+    /* results: rows points into own, copy or a caller's list */
     uint32_t                 *rows;
     uint32_t                  total;
+    ngx_umlo_query_rows_t     own;
+    uint32_t                 *copy;
 
     /* row making: roles by name, scratch arrays */
     uint8_t                   role_order[NGX_UMLO_ROLES_MAX];
@@ -221,10 +224,13 @@ static void ngx_umlo_query_hash(ngx_umlo_query_t *q);
 static int ngx_umlo_query_cursor(ngx_umlo_query_t *q, uint64_t *hash,
     ngx_umlo_query_err_t *err);
 static json_t *ngx_umlo_query_next(ngx_umlo_query_t *q, uint32_t offset);
+static void ngx_umlo_query_cursor_text(ngx_umlo_query_t *q, uint32_t offset,
+    char *out);
 static void ngx_umlo_query_eval(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u, ngx_umlo_query_in_t *in);
 static int ngx_umlo_query_match(ngx_umlo_query_t *q,
     ngx_umlo_snap_user_t *u, int64_t *date);
+static uint8_t *ngx_umlo_query_search(ngx_umlo_query_t *q);
 static int ngx_umlo_query_sort_pairs(ngx_umlo_query_pair_t *pairs,
     uint32_t n);
 static void ngx_umlo_query_role_order(ngx_umlo_query_t *q);
@@ -247,8 +253,22 @@ static json_t *ngx_umlo_query_value(ngx_umlo_snap_t *snap, int field,
     ngx_umlo_snap_user_t *u);
 static json_t *ngx_umlo_query_time(int64_t ms);
 static void ngx_umlo_query_iso(int64_t ms, char *buf);
+static void ngx_umlo_query_digits(char *p, int64_t v, int n);
 static void ngx_umlo_query_add(ngx_umlo_query_buf_t *b, const char *s,
     size_t len);
+static void ngx_umlo_query_row_text(ngx_umlo_query_t *q, uint32_t user,
+    ngx_umlo_query_buf_t *b);
+static void ngx_umlo_query_roles_text(ngx_umlo_query_t *q, uint32_t bits,
+    ngx_umlo_query_buf_t *b);
+static int ngx_umlo_query_room(ngx_umlo_query_buf_t *b, size_t n);
+static void ngx_umlo_query_int(ngx_umlo_query_buf_t *b, int64_t v);
+static void ngx_umlo_query_jstr(ngx_umlo_query_buf_t *b, const char *s);
+static void ngx_umlo_query_esc(ngx_umlo_query_buf_t *b, const char *s);
+static void ngx_umlo_query_jtime(ngx_umlo_query_buf_t *b, int64_t ms);
+
+/* a string literal; ngx_umlo_query_cstr() for any other string */
+#define ngx_umlo_query_lit(b, s)  ngx_umlo_query_add(b, "" s, sizeof(s) - 1)
+#define ngx_umlo_query_cstr(b, s)  ngx_umlo_query_add(b, s, strlen(s))
 static void ngx_umlo_query_csv_cell(ngx_umlo_query_t *q, const char *s,
     int last);
 static void ngx_umlo_query_csv_line(ngx_umlo_query_t *q, uint32_t user);
@@ -1000,14 +1020,30 @@ invalid:
 static json_t *
 ngx_umlo_query_next(ngx_umlo_query_t *q, uint32_t offset)
 {
+    char  out[NGX_UMLO_CURSOR_CHARS + 1];
+
+    ngx_umlo_query_cursor_text(q, offset, out);
+
+    return json_string(out);
+}
+
+
+/*
+ * The time of the first page matters to inactive_days only: other
+ * queries carry 0, so that the same page is the same text (and ETag)
+ * from one second to the next.
+ */
+
+static void
+ngx_umlo_query_cursor_text(ngx_umlo_query_t *q, uint32_t offset, char *out)
+{
     int             i, k, bits;
-    char            out[NGX_UMLO_CURSOR_CHARS + 1];
     uint32_t        acc;
     uint64_t        gen, now, hash;
     unsigned char   raw[NGX_UMLO_CURSOR_BYTES];
 
     gen = (uint64_t) q->snap->gen;
-    now = (uint64_t) q->now;
+    now = q->has_inactive ? (uint64_t) q->now : 0;
     hash = q->hash;
 
     raw[0] = NGX_UMLO_CURSOR_VERSION;
@@ -1047,8 +1083,6 @@ ngx_umlo_query_next(ngx_umlo_query_t *q, uint32_t offset)
     }
 
     out[k] = '\0';
-
-    return json_string(out);
 }
 
 
@@ -1074,14 +1108,8 @@ ngx_umlo_query_total(ngx_umlo_query_t *q)
 
 
 int
-ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
+ngx_umlo_query_check(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
 {
-    uint8_t                *hit;
-    int64_t                 date;
-    uint32_t                i, n, k, *order;
-    ngx_umlo_snap_t        *snap;
-    ngx_umlo_query_pair_t  *pairs;
-
     memset(err, 0, sizeof(ngx_umlo_query_err_t));
 
     if (q->csv && q->has_cursor) {
@@ -1091,20 +1119,79 @@ ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
         return -1;
     }
 
-    snap = q->snap;
-    n = snap->nusers;
+    return 0;
+}
 
-    free(q->rows);
-    q->total = 0;
 
-    q->rows = malloc((n ? n : 1) * sizeof(uint32_t));
-    if (q->rows == NULL) {
+int
+ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
+{
+    if (ngx_umlo_query_check(q, err) != 0) {
+        return -1;
+    }
+
+    ngx_umlo_query_rows_free(&q->own);
+
+    if (ngx_umlo_query_filter(q, &q->own) != 0) {
         ngx_umlo_query_nomem(err);
         return -1;
     }
 
+    return ngx_umlo_query_attach(q, &q->own, err);
+}
+
+
+void
+ngx_umlo_query_rows_free(ngx_umlo_query_rows_t *rows)
+{
+    free(rows->rows);
+    free(rows->dates);
+
+    rows->rows = NULL;
+    rows->dates = NULL;
+    rows->n = 0;
+}
+
+
+int
+ngx_umlo_query_filter(ngx_umlo_query_t *q, ngx_umlo_query_rows_t *out)
+{
+    uint8_t                *hit, *found;
+    int64_t                 date, *udate;
+    uint32_t                i, n, k, j, *order;
+    ngx_umlo_snap_t        *snap;
+    ngx_umlo_query_pair_t  *pairs;
+
+    snap = q->snap;
+    n = snap->nusers;
+
+    out->n = 0;
+    out->dates = NULL;
+
+    out->rows = malloc((n ? n : 1) * sizeof(uint32_t));
+    if (out->rows == NULL) {
+        return -1;
+    }
+
+    /* inactive_days is applied by attach(): keep each row's date */
+    if (q->has_inactive) {
+        out->dates = malloc((n ? n : 1) * sizeof(int64_t));
+        if (out->dates == NULL) {
+            goto failed;
+        }
+    }
+
     if (q->nothing || n == 0) {
         return 0;
+    }
+
+    found = NULL;
+
+    if (q->needle != NULL) {
+        found = ngx_umlo_query_search(q);
+        if (found == NULL) {
+            goto failed;
+        }
     }
 
     if (q->sort == NGX_UMLO_SORT_LAST_ACTIVE && q->ctx != NGX_UMLO_CTX_ORG) {
@@ -1112,31 +1199,39 @@ ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
         /* the context date is the query's own: sort the matches by it */
         pairs = malloc(n * sizeof(ngx_umlo_query_pair_t));
         if (pairs == NULL) {
-            ngx_umlo_query_nomem(err);
-            return -1;
+            free(found);
+            goto failed;
         }
 
         k = 0;
 
         for (i = 0; i < n; i++) {
-            if (ngx_umlo_query_match(q, &snap->users[i], &date)) {
+            if ((found == NULL || found[i])
+                && ngx_umlo_query_match(q, &snap->users[i], &date))
+            {
                 pairs[k].date = date;
                 pairs[k].user = i;
                 k++;
             }
         }
 
+        free(found);
+
         if (ngx_umlo_query_sort_pairs(pairs, k) != 0) {
             free(pairs);
-            ngx_umlo_query_nomem(err);
-            return -1;
+            goto failed;
         }
 
         for (i = 0; i < k; i++) {
-            q->rows[i] = pairs[q->desc ? k - 1 - i : i].user;
+            j = q->desc ? k - 1 - i : i;
+            out->rows[i] = pairs[j].user;
+
+            if (out->dates) {
+                out->dates[i] = pairs[j].date;
+            }
         }
 
-        q->total = k;
+        out->n = k;
         free(pairs);
 
         return 0;
@@ -1149,34 +1244,133 @@ ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err)
      */
     hit = malloc(n);
     if (hit == NULL) {
-        ngx_umlo_query_nomem(err);
-        return -1;
+        free(found);
+        goto failed;
+    }
+
+    udate = NULL;
+
+    if (q->has_inactive) {
+        udate = malloc(n * sizeof(int64_t));
+        if (udate == NULL) {
+            free(hit);
+            free(found);
+            goto failed;
+        }
     }
 
     for (i = 0; i < n; i++) {
-        hit[i] = (uint8_t) ngx_umlo_query_match(q, &snap->users[i], &date);
+        hit[i] = (found == NULL || found[i])
+                 && ngx_umlo_query_match(q, &snap->users[i], &date);
+
+        if (udate && hit[i]) {
+            udate[i] = date;
+        }
     }
+
+    free(found);
 
     order = snap->order[ngx_umlo_query_sort_order[q->sort]];
     k = 0;
 
-    if (q->desc) {
-        for (i = n; i-- > 0; /* void */) {
-            if (hit[order[i]]) {
-                q->rows[k++] = order[i];
-            }
-        }
+    for (i = 0; i < n; i++) {
+        j = order[q->desc ? n - 1 - i : i];
 
-    } else {
-        for (i = 0; i < n; i++) {
-            if (hit[order[i]]) {
-                q->rows[k++] = order[i];
+        if (hit[j]) {
+            if (udate) {
+                out->dates[k] = udate[j];
             }
+
+            out->rows[k++] = j;
         }
     }
 
-    q->total = k;
+    out->n = k;
     free(hit);
+    free(udate);
+
+    return 0;
+
+failed:
+
+    ngx_umlo_query_rows_free(out);
+
+    return -1;
+}
+
+
+/*
+ * The rows of the query from its filtered list: all of them, or those
+ * inactive since q->inactive_at.  Sorted by the same date, these are one
+ * run of the list, found by bisection; otherwise a copy.
+ */
+
+int
+ngx_umlo_query_attach(ngx_umlo_query_t *q, const ngx_umlo_query_rows_t *rows,
+    ngx_umlo_query_err_t *err)
+{
+    int       inside;
+    uint32_t  i, k, lo, hi, mid;
+
+    if (ngx_umlo_query_check(q, err) != 0) {
+        return -1;
+    }
+
+    free(q->copy);
+    q->copy = NULL;
+
+    if (!q->has_inactive || rows->dates == NULL || rows->n == 0) {
+        q->rows = rows->rows;
+        q->total = rows->n;
+        return 0;
+    }
+
+    if (q->sort == NGX_UMLO_SORT_LAST_ACTIVE) {
+
+        /* ascending: a prefix is old enough; descending: a suffix */
+        lo = 0;
+        hi = rows->n;
+
+        while (lo < hi) {
+            mid = lo + (hi - lo) / 2;
+            inside = (rows->dates[mid] <= q->inactive_at);
+
+            if (inside == (int) q->desc) {
+                hi = mid;
+
+            } else {
+                lo = mid + 1;
+            }
+        }
+
+        if (q->desc) {
+            q->rows = rows->rows + lo;
+            q->total = rows->n - lo;
+
+        } else {
+            q->rows = rows->rows;
+            q->total = lo;
+        }
+
+        return 0;
+    }
+
+    q->copy = malloc(rows->n * sizeof(uint32_t));
+    if (q->copy == NULL) {
+        ngx_umlo_query_nomem(err);
+        return -1;
+    }
+
+    k = 0;
+
+    for (i = 0; i < rows->n; i++) {
+        if (rows->dates[i] <= q->inactive_at) {
+            q->copy[k++] = rows->rows[i];
+        }
+    }
+
+    q->rows = q->copy;
+    q->total = k;
 
     return 0;
 }
@@ -1304,15 +1498,64 @@ ngx_umlo_query_match(ngx_umlo_query_t *q, ngx_umlo_snap_user_t *u,
         return 0;
     }
 
-    if (q->has_inactive && *date > q->inactive_at) {
-        return 0;
-    }
-
-    if (q->needle != NULL && strstr(u->fold, q->needle) == NULL) {
-        return 0;
-    }
+    /* q: ngx_umlo_query_search() chose the users before */
 
     return 1;
+}
+
+
+/*
+ * The users whose fold contains the needle, as a byte per user: one
+ * memmem() over all the folds from each match on, instead of a strstr()
+ * per user, whose setup cost more than the search of a short text.
+ */
+
+static uint8_t *
+ngx_umlo_query_search(ngx_umlo_query_t *q)
+{
+    char             *p, *end;
+    size_t            len;
+    uint8_t          *found;
+    uint32_t          lo, hi, mid;
+    ngx_umlo_snap_t  *snap;
+
+    snap = q->snap;
+
+    found = calloc(snap->nusers ? snap->nusers : 1, 1);
+    if (found == NULL) {
+        return NULL;
+    }
+
+    len = strlen(q->needle);
+    p = snap->folds;
+    end = snap->folds + snap->fold_at[snap->nusers];
+    lo = 0;
+
+    while (p < end) {
+        p = memmem(p, end - p, q->needle, len);
+        if (p == NULL) {
+            break;
+        }
+
+        /* the user whose text holds p: the last start at or before it */
+        hi = snap->nusers;
+
+        while (hi - lo > 1) {
+            mid = lo + (hi - lo) / 2;
+
+            if (snap->fold_at[mid] <= (uint32_t) (p - snap->folds)) {
+                lo = mid;
+
+            } else {
+                hi = mid;
+            }
+        }
+
+        found[lo] = 1;
+        p = snap->folds + snap->fold_at[lo + 1];
+    }
+
+    return found;
 }
 
 
@@ -1442,6 +1685,434 @@ ngx_umlo_query_page(ngx_umlo_query_t *q)
     }
 
     return page;
+}
+
+
+/*
+ * The page as compact JSON text, written directly: the same document as
+ * ngx_umlo_query_page() and json_dumps(JSON_COMPACT), without building
+ * a tree of a few thousand values per page.
+ */
+
+char *
+ngx_umlo_query_page_text(ngx_umlo_query_t *q, size_t *len)
+{
+    char                   cursor[NGX_UMLO_CURSOR_CHARS + 1];
+    uint32_t               i, from, to;
+    ngx_umlo_snap_t       *snap;
+    ngx_umlo_query_buf_t   b;
+
+    snap = q->snap;
+
+    from = q->offset < q->total ? q->offset : q->total;
+    to = (q->total - from > q->limit) ? from + q->limit : q->total;
+
+    memset(&b, 0, sizeof(ngx_umlo_query_buf_t));
+
+    /* rows are about 2.5 KB: one allocation for most pages */
+    ngx_umlo_query_room(&b, 1024 + (size_t) (to - from) * 3072);
+
+    ngx_umlo_query_lit(&b, "{\"data\":[");
+
+    ngx_umlo_query_role_order(q);
+
+    for (i = from; i < to && !b.failed; i++) {
+        if (i > from) {
+            ngx_umlo_query_lit(&b, ",");
+        }
+
+        ngx_umlo_query_row_text(q, q->rows[i], &b);
+    }
+
+    ngx_umlo_query_lit(&b, "],\"links\":{\"next\":");
+
+    if (to < q->total) {
+        ngx_umlo_query_cursor_text(q, to, cursor);
+        ngx_umlo_query_jstr(&b, cursor);
+
+    } else {
+        ngx_umlo_query_lit(&b, "null");
+    }
+
+    ngx_umlo_query_lit(&b, "},\"meta\":{\"total\":");
+    ngx_umlo_query_int(&b, q->total);
+    ngx_umlo_query_lit(&b, ",\"limit\":");
+    ngx_umlo_query_int(&b, q->limit);
+    ngx_umlo_query_lit(&b, ",\"data_as_of\":");
+    ngx_umlo_query_jstr(&b, snap->data_as_of);
+    ngx_umlo_query_lit(&b, ",\"activity_as_of\":");
+    ngx_umlo_query_jstr(&b, snap->activity_as_of);
+    ngx_umlo_query_lit(&b, ",\"sync_id\":");
+    ngx_umlo_query_jstr(&b, snap->sync_id);
+    ngx_umlo_query_lit(&b, ",\"generation\":");
+    ngx_umlo_query_int(&b, snap->gen);
+    ngx_umlo_query_lit(&b, ",\"context\":");
+    ngx_umlo_query_jstr(&b, q->ctx_name);
+    ngx_umlo_query_lit(&b, "}}");
+
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+
+    *len = b.len;
+
+    return b.data;
+}
+
+
+/* one row, as ngx_umlo_query_row_json() makes it */
+
+static void
+ngx_umlo_query_row_text(ngx_umlo_query_t *q, uint32_t user,
+    ngx_umlo_query_buf_t *b)
+{
+    int                      f;
+    uint32_t                 i, n;
+    ngx_umlo_snap_t         *snap;
+    ngx_umlo_query_in_t      in;
+    ngx_umlo_snap_user_t    *u;
+    ngx_umlo_snap_group_t   *g;
+    ngx_umlo_query_entry_t  *e;
+    static const char       *names[] = {
+        ",\"status\":", ",\"account_type\":", ",\"claim_status\":",
+        ",\"account_status\":", ",\"membership_status\":"
+    };
+    static const int         fields[] = {
+        NGX_UMLO_F_STATUS, NGX_UMLO_F_ACCOUNT_TYPE, NGX_UMLO_F_CLAIM,
+        NGX_UMLO_F_ACCOUNT_STATUS, NGX_UMLO_F_MEMBERSHIP
+    };
+
+    snap = q->snap;
+    u = &snap->users[user];
+
+    ngx_umlo_query_eval(q, u, &in);
+
+    ngx_umlo_query_lit(b, "{\"id\":");
+    ngx_umlo_query_jstr(b, u->id);
+    ngx_umlo_query_lit(b, ",\"name\":");
+    ngx_umlo_query_jstr(b, u->name);
+    ngx_umlo_query_lit(b, ",\"email\":");
+    ngx_umlo_query_jstr(b, u->email);
+    ngx_umlo_query_lit(b, ",\"avatar\":");
+    ngx_umlo_query_jstr(b, u->avatar);
+
+    for (f = 0; f < 5; f++) {
+        ngx_umlo_query_add(b, names[f], strlen(names[f]));
+        n = u->field[fields[f]];
+        ngx_umlo_query_jstr(b, (n < snap->nvalues[fields[f]]
+                                && snap->values[fields[f]][n][0])
+                               ? snap->values[fields[f]][n] : NULL);
+    }
+
+    ngx_umlo_query_lit(b, ",\"created\":");
+    ngx_umlo_query_jtime(b, u->created);
+    ngx_umlo_query_cstr(b, in.billable ? ",\"billable\":true"
+                                      : ",\"billable\":false");
+    ngx_umlo_query_lit(b, ",\"platform_roles\":");
+    ngx_umlo_query_roles_text(q, u->platform_roles, b);
+
+    ngx_umlo_query_lit(b, ",\"sites\":[");
+
+    n = ngx_umlo_query_sites(q, u);
+    if (n == (uint32_t) -1) {
+        b->failed = 1;
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        ngx_umlo_query_cstr(b, i ? ",\"" : "\"");
+        ngx_umlo_query_esc(b, ((ngx_umlo_snap_site_t *) q->list[i])->host);
+        ngx_umlo_query_lit(b, "\"");
+    }
+
+    ngx_umlo_query_lit(b, "],\"products\":[");
+
+    if (ngx_umlo_query_collect(q, u) != 0) {
+        b->failed = 1;
+        return;
+    }
+
+    for (i = 0; i < u->naccess; i++) {
+        e = &q->entries[i];
+
+        ngx_umlo_query_cstr(b, i ? ",{\"site\":" : "{\"site\":");
+        ngx_umlo_query_jstr(b, e->host);
+        ngx_umlo_query_lit(b, ",\"product\":");
+        ngx_umlo_query_jstr(b, e->key);
+        ngx_umlo_query_lit(b, ",\"roles\":");
+        ngx_umlo_query_roles_text(q, e->access->roles, b);
+        ngx_umlo_query_cstr(b, e->access->billable ? ",\"billable\":true"
+                                                  : ",\"billable\":false");
+        ngx_umlo_query_lit(b, ",\"last_active\":");
+        ngx_umlo_query_jtime(b, e->access->last_active);
+        ngx_umlo_query_lit(b, "}");
+    }
+
+    ngx_umlo_query_lit(b, "],\"groups\":[");
+
+    n = ngx_umlo_query_groups(q, u);
+    if (n == (uint32_t) -1) {
+        b->failed = 1;
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        g = q->list[i];
+
+        ngx_umlo_query_cstr(b, i ? ",{\"id\":\"" : "{\"id\":\"");
+        ngx_umlo_query_esc(b, g->id);
+        ngx_umlo_query_lit(b, "\",\"name\":");
+        ngx_umlo_query_jstr(b, g->name);
+        ngx_umlo_query_lit(b, "}");
+    }
+
+    ngx_umlo_query_lit(b, "],\"last_active\":{\"at\":");
+    ngx_umlo_query_jtime(b, in.last ? in.last : u->created);
+    ngx_umlo_query_lit(b, ",\"context\":");
+    ngx_umlo_query_jstr(b, q->ctx_name);
+    ngx_umlo_query_cstr(b, in.last ? ",\"source\":\"activity\"}"
+                                    ",\"never_active\":false}"
+                                  : ",\"source\":\"created\"}"
+                                    ",\"never_active\":true}");
+}
+
+
+static void
+ngx_umlo_query_roles_text(ngx_umlo_query_t *q, uint32_t bits,
+    ngx_umlo_query_buf_t *b)
+{
+    int       first;
+    uint32_t  i, n, r;
+
+    ngx_umlo_query_lit(b, "[");
+
+    first = 1;
+    n = q->snap->nroles < 32 ? q->snap->nroles : 32;
+
+    for (i = 0; bits && i < n; i++) {
+        r = q->role_order[i];
+
+        if (bits & (1u << r)) {
+            ngx_umlo_query_cstr(b, first ? "\"" : ",\"");
+            ngx_umlo_query_esc(b, q->snap->roles[r]);
+            ngx_umlo_query_lit(b, "\"");
+            first = 0;
+        }
+    }
+
+    ngx_umlo_query_lit(b, "]");
+}
+
+
+/* room for n more bytes */
+
+static int
+ngx_umlo_query_room(ngx_umlo_query_buf_t *b, size_t n)
+{
+    char    *p;
+    size_t   cap;
+
+    if (b->failed) {
+        return -1;
+    }
+
+    if (b->len + n <= b->cap) {
+        return 0;
+    }
+
+    cap = b->cap ? b->cap : 512;
+
+    while (cap < b->len + n) {
+        cap *= 2;
+    }
+
+    p = realloc(b->data, cap);
+    if (p == NULL) {
+        b->failed = 1;
+        return -1;
+    }
+
+    b->data = p;
+    b->cap = cap;
+
+    return 0;
+}
+
+
+static void
+ngx_umlo_query_int(ngx_umlo_query_buf_t *b, int64_t v)
+{
+    char  num[24];
+
+    ngx_umlo_query_add(b, num, snprintf(num, sizeof(num), "%lld",
+                                        (long long) v));
+}
+
+
+/* a JSON string, or null */
+
+static void
+ngx_umlo_query_jstr(ngx_umlo_query_buf_t *b, const char *s)
+{
+    if (s == NULL) {
+        ngx_umlo_query_lit(b, "null");
+        return;
+    }
+
+    ngx_umlo_query_lit(b, "\"");
+    ngx_umlo_query_esc(b, s);
+    ngx_umlo_query_lit(b, "\"");
+}
+
+
+/* a string's JSON escapes, as jansson writes them */
+
+static void
+ngx_umlo_query_esc(ngx_umlo_query_buf_t *b, const char *s)
+{
+    char           *p;
+    size_t          n;
+    const char     *run;
+    unsigned char   c;
+    static const char  hex[] = "0123456789ABCDEF";
+
+    for (run = s; /* void */ ; s++) {
+        c = (unsigned char) *s;
+
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+
+        ngx_umlo_query_add(b, run, s - run);
+
+        if (c == '\0') {
+            return;
+        }
+
+        run = s + 1;
+
+        if (ngx_umlo_query_room(b, 6) != 0) {
+            return;
+        }
+
+        p = b->data + b->len;
+        n = 2;
+        p[0] = '\\';
+
+        switch (c) {
+        case '"':  p[1] = '"'; break;
+        case '\\': p[1] = '\\'; break;
+        case '\b': p[1] = 'b'; break;
+        case '\f': p[1] = 'f'; break;
+        case '\n': p[1] = 'n'; break;
+        case '\r': p[1] = 'r'; break;
+        case '\t': p[1] = 't'; break;
+        default:
+            p[1] = 'u';
+            p[2] = '0';
+            p[3] = '0';
+            p[4] = hex[c >> 4];
+            p[5] = hex[c & 0xf];
+            n = 6;
+        }
+
+        b->len += n;
+    }
+}
+
+
+/* "2026-05-12T23:29:41.740Z", or null for 0 */
+
+static void
+ngx_umlo_query_jtime(ngx_umlo_query_buf_t *b, int64_t ms)
+{
+    char  buf[NGX_UMLO_ISO_LEN];
+
+    if (ms == 0) {
+        ngx_umlo_query_lit(b, "null");
+        return;
+    }
+
+    ngx_umlo_query_iso(ms, buf);
+
+    ngx_umlo_query_lit(b, "\"");
+    ngx_umlo_query_add(b, buf, strlen(buf));
+    ngx_umlo_query_lit(b, "\"");
+}
+
+
+/*
+ * What tells one page of a list from another: offset, limit, the
+ * parameters as spelled (the cursor's hash) and, with inactive_days, the
+ * time of the first page.  The page's text follows from these and the
+ * list's key and snapshot.
+ */
+
+void
+ngx_umlo_query_page_id(ngx_umlo_query_t *q, uint64_t id[3])
+{
+    id[0] = ((uint64_t) q->offset << 32) | q->limit;
+    id[1] = q->hash;
+    id[2] = q->has_inactive ? (uint64_t) q->now : 0;
+}
+
+
+/*
+ * The cache key of the query's filtered list: everything that decides
+ * which users match and in what order, as interpreted (a site by host or
+ * by id is one key), except the value of inactive_days, which
+ * attach() applies to the list.  NULL when memory runs out.
+ */
+
+char *
+ngx_umlo_query_key(ngx_umlo_query_t *q, size_t *len)
+{
+    int64_t                v[12];
+    uint32_t               i;
+    const char            *key;
+    ngx_umlo_query_buf_t   b;
+
+    memset(&b, 0, sizeof(ngx_umlo_query_buf_t));
+
+    v[0] = q->nothing;
+    v[1] = q->ctx;
+    v[2] = q->site;
+    v[3] = ((int64_t) q->fmask[0] << 32) | q->fmask[1];
+    v[4] = ((int64_t) q->fmask[2] << 32) | q->roles;
+    v[5] = q->billable * 4 + q->never;
+    v[6] = q->has_after ? q->after : INT64_MIN;
+    v[7] = q->has_before ? q->before : INT64_MIN;
+    v[8] = q->has_inactive;
+    v[9] = q->sort * 2 + q->desc;
+    v[10] = q->groups != NULL;
+    v[11] = q->needle ? (int64_t) strlen(q->needle) : -1;
+
+    ngx_umlo_query_add(&b, (char *) v, sizeof(v));
+
+    key = q->val[NGX_UMLO_QP_PRODUCT];
+    if (key != NULL) {
+        ngx_umlo_query_add(&b, key, strlen(key) + 1);
+    }
+
+    if (q->needle != NULL) {
+        ngx_umlo_query_add(&b, q->needle, strlen(q->needle));
+    }
+
+    for (i = 0; q->groups != NULL && i < q->snap->ngroups; i++) {
+        if (q->groups[i]) {
+            ngx_umlo_query_add(&b, (char *) &i, sizeof(uint32_t));
+        }
+    }
+
+    if (b.failed) {
+        free(b.data);
+        return NULL;
+    }
+
+    *len = b.len;
+
+    return b.data;
 }
 
 
@@ -1916,10 +2587,41 @@ ngx_umlo_query_iso(int64_t ms, char *buf)
     m = mp < 10 ? mp + 3 : mp - 9;
     y = yoe + era * 400 + (m <= 2);
 
-    snprintf(buf, NGX_UMLO_ISO_LEN, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
-             (long long) y, (int) m, (int) d, (int) (rem / 3600000),
-             (int) (rem / 60000 % 60), (int) (rem / 1000 % 60),
-             (int) (rem % 1000));
+    if (y < 0 || y > 9999) {
+        snprintf(buf, NGX_UMLO_ISO_LEN,
+                 "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                 (long long) y, (int) m, (int) d, (int) (rem / 3600000),
+                 (int) (rem / 60000 % 60), (int) (rem / 1000 % 60),
+                 (int) (rem % 1000));
+        return;
+    }
+
+    /* by hand: snprintf() was a tenth of the time of a page */
+    ngx_umlo_query_digits(buf, y, 4);
+    buf[4] = '-';
+    ngx_umlo_query_digits(buf + 5, m, 2);
+    buf[7] = '-';
+    ngx_umlo_query_digits(buf + 8, d, 2);
+    buf[10] = 'T';
+    ngx_umlo_query_digits(buf + 11, rem / 3600000, 2);
+    buf[13] = ':';
+    ngx_umlo_query_digits(buf + 14, rem / 60000 % 60, 2);
+    buf[16] = ':';
+    ngx_umlo_query_digits(buf + 17, rem / 1000 % 60, 2);
+    buf[19] = '.';
+    ngx_umlo_query_digits(buf + 20, rem % 1000, 3);
+    buf[23] = 'Z';
+    buf[24] = '\0';
+}
+
+
+static void
+ngx_umlo_query_digits(char *p, int64_t v, int n)
+{
+    while (n-- > 0) {
+        p[n] = (char) ('0' + v % 10);
+        v /= 10;
+    }
 }
 
 
@@ -2118,28 +2820,8 @@ ngx_umlo_query_csv_cell(ngx_umlo_query_t *q, const char *s, int last)
 static void
 ngx_umlo_query_add(ngx_umlo_query_buf_t *b, const char *s, size_t len)
 {
-    char    *p;
-    size_t   cap;
-
-    if (b->failed || len == 0) {
+    if (len == 0 || ngx_umlo_query_room(b, len) != 0) {
         return;
-    }
-
-    if (b->len + len > b->cap) {
-        cap = b->cap ? b->cap : 512;
-
-        while (cap < b->len + len) {
-            cap *= 2;
-        }
-
-        p = realloc(b->data, cap);
-        if (p == NULL) {
-            b->failed = 1;
-            return;
-        }
-
-        b->data = p;
-        b->cap = cap;
     }
 
     memcpy(b->data + b->len, s, len);
@@ -2159,7 +2841,8 @@ ngx_umlo_query_free(ngx_umlo_query_t *q)
     free(q->needle);
     free(q->pmatch);
     free(q->ctx_name);
-    free(q->rows);
+    ngx_umlo_query_rows_free(&q->own);
+    free(q->copy);
     free(q->entries);
     free(q->list);
     free(q->line.data);

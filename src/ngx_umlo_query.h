@@ -59,10 +59,10 @@
  * inactive_days and sort=last_active use the same context.
  *
  * Cursors carry the generation, the offset, the time of the first page
- * (so that inactive_days means the same on every page) and a hash of the
- * filters, sort and order; limit may change from page to page.  With CSV,
- * limit is checked then ignored (every matching row is written) and a
- * cursor is an error.
+ * when inactive_days is given (so that it means the same on every page)
+ * and a hash of the filters, sort and order; limit may change from page
+ * to page.  With CSV, limit is checked then ignored (every matching row
+ * is written) and a cursor is an error.
  */
 
 #ifndef _NGX_UMLO_QUERY_H_INCLUDED_
@@ -109,6 +109,42 @@ void ngx_umlo_query_set_csv(ngx_umlo_query_t *q);
 /* Filters and orders: 0, or -1 with *err (a cursor with CSV, ENOMEM). */
 int ngx_umlo_query_run(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err);
 
+/*
+ * run() in two steps, so that the filtered list can be made in another
+ * thread and shared by many queries (ngx_umlo_results.c):
+ *
+ *   check():  the bad input that only shows with the format (a cursor
+ *             with CSV): 0, or -1 with *err;
+ *   key():    the key of the filtered list, a malloc()ed byte string:
+ *             queries with the same key and snapshot version have the
+ *             same list;
+ *   filter(): makes the list (every match in order, with the date each
+ *             row has in the context when the query has inactive_days,
+ *             whose value is applied by attach()); reads only the query
+ *             and the immutable snapshot, so any thread may run it;
+ *             0, or -1 when memory runs out;
+ *   attach(): the query's rows from a list, which must outlive the
+ *             query; 0, or -1 with *err.
+ */
+typedef struct {
+    uint32_t                 *rows;       /* user indexes, in order */
+    int64_t                  *dates;      /* per row, or NULL */
+    uint32_t                  n;
+} ngx_umlo_query_rows_t;
+
+int ngx_umlo_query_check(ngx_umlo_query_t *q, ngx_umlo_query_err_t *err);
+char *ngx_umlo_query_key(ngx_umlo_query_t *q, size_t *len);
+int ngx_umlo_query_filter(ngx_umlo_query_t *q, ngx_umlo_query_rows_t *out);
+int ngx_umlo_query_attach(ngx_umlo_query_t *q,
+    const ngx_umlo_query_rows_t *rows, ngx_umlo_query_err_t *err);
+void ngx_umlo_query_rows_free(ngx_umlo_query_rows_t *rows);
+
+/*
+ * Two queries with the same key(), snapshot version and page_id() have
+ * the same page_text().
+ */
+void ngx_umlo_query_page_id(ngx_umlo_query_t *q, uint64_t id[3]);
+
 /* After run(): the number of matching users. */
 uint32_t ngx_umlo_query_total(ngx_umlo_query_t *q);
 
@@ -118,6 +154,9 @@ uint32_t ngx_umlo_query_total(ngx_umlo_query_t *q);
  * "generation", "context"}}, a new reference; NULL when memory runs out.
  */
 json_t *ngx_umlo_query_page(ngx_umlo_query_t *q);
+
+/* The same page as compact JSON text, malloc()ed; NULL on ENOMEM. */
+char *ngx_umlo_query_page_text(ngx_umlo_query_t *q, size_t *len);
 
 /*
  * After run(): the next bytes of the CSV (header, then one CRLF-ended

@@ -107,9 +107,12 @@ ngx_umlo_snap_free(ngx_umlo_snap_t *snap)
     free(snap->groups);
     free(snap->users);
     free(snap->access);
+    free(snap->folds);
+    free(snap->fold_at);
     json_decref(snap->index);
     json_decref(snap->metrics);
     json_decref(snap->facets);
+    free(snap->dashboard);
     free(snap);
 }
 
@@ -404,7 +407,7 @@ int
 ngx_umlo_snap_finish(ngx_umlo_snap_t *snap)
 {
     int                    k;
-    size_t                 n;
+    size_t                 n, len;
     uint32_t               i;
     ngx_umlo_snap_user_t  *u;
     ngx_umlo_snap_sort_t   ctx;
@@ -445,6 +448,29 @@ ngx_umlo_snap_finish(ngx_umlo_snap_t *snap)
         u->access = &snap->access[n];
         n += u->naccess;
     }
+
+    n = 0;
+    for (i = 0; i < snap->nusers; i++) {
+        n += strlen(snap->users[i].fold) + 1;
+    }
+
+    snap->folds = malloc(n ? n : 1);
+    snap->fold_at = malloc((snap->nusers + 1) * sizeof(uint32_t));
+    if (snap->folds == NULL || snap->fold_at == NULL || n > UINT32_MAX) {
+        return -1;
+    }
+
+    n = 0;
+    for (i = 0; i < snap->nusers; i++) {
+        u = &snap->users[i];
+        snap->fold_at[i] = (uint32_t) n;
+        len = strlen(u->fold) + 1;
+        memcpy(snap->folds + n, u->fold, len);
+        u->fold = snap->folds + n;
+        n += len;
+    }
+
+    snap->fold_at[snap->nusers] = (uint32_t) n;
 
     for (k = 0; k < NGX_UMLO_ORDER_MAX; k++) {
         snap->order[k] = malloc((snap->nusers ? snap->nusers : 1)

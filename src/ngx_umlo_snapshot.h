@@ -98,6 +98,10 @@ typedef struct ngx_umlo_snap_chunk_s  ngx_umlo_snap_chunk_t;
 typedef struct {
     long long                 gen;
     long long                 version;        /* gen and selective syncs */
+    uint64_t                  serial;         /* the worker's loads, in
+                                                 order: a version may
+                                                 come again after Redis
+                                                 lost its data */
     char                     *sync_id;
     char                     *data_as_of;     /* ISO 8601, or NULL */
     char                     *activity_as_of; /* ISO 8601, or NULL */
@@ -121,8 +125,19 @@ typedef struct {
     /* order[k][i]: index of the i-th user in order k */
     uint32_t                 *order[NGX_UMLO_ORDER_MAX];
 
+    /*
+     * Every user's fold, in user order, each ended by NUL: user i's is
+     * at folds + fold_at[i] (fold_at[nusers] is the end), so that a text
+     * search is one scan of the whole text, not a search per user.
+     */
+    char                     *folds;
+    uint32_t                 *fold_at;
+
     json_t                   *metrics;        /* dashboard, built once */
     json_t                   *facets;         /* built on first use */
+    char                     *dashboard;      /* metrics as text, made on
+                                                 first use (event loop) */
+    size_t                    dashboard_len;
 
     /* private: building state and the arena */
     uint32_t                  cap_sites, cap_products, cap_groups;

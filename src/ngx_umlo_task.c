@@ -395,6 +395,22 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
         return rc;
     }
 
+    target = json_object_get(job->request, "target");
+
+    /* a filter's run is a full sync of the org: not too often */
+    if (daily == NULL && json_object_get(target, "filter") != NULL
+        && every < umcf->tasks_filter_min)
+    {
+        ngx_umlo_bulk_job_free(job);
+        return ngx_umlo_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                   "invalid_schedule", "\"schedule.every\" "
+                                   "must be at least %T seconds for a "
+                                   "\"filter\" task, whose every run syncs "
+                                   "the whole org first "
+                                   "(umlo_tasks_filter_min_every)",
+                                   umcf->tasks_filter_min);
+    }
+
     for (i = 0; i < sizeof(rnd); i++) {
         rnd[i] = (u_char) ngx_random();
     }
@@ -409,8 +425,6 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
     now = ngx_umlo_task_now();
     next = ngx_umlo_task_next(sched, now);
     ngx_umlo_task_iso(at, sizeof(at), now);
-
-    target = json_object_get(job->request, "target");
 
     /*
      * What a run syncs first.  Only an explicit list of users bounds whom

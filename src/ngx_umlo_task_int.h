@@ -3,7 +3,7 @@
  *
  * The parts of automated tasks that their files share: the API
  * (ngx_umlo_task.c), the timer and a run (ngx_umlo_task_run.c), and a
- * run's notice list, record and webhook (ngx_umlo_task_record.c).
+ * run's notice list, record and event (ngx_umlo_task_record.c).
  */
 
 #ifndef _NGX_UMLO_TASK_INT_H_INCLUDED_
@@ -24,7 +24,7 @@
 /* the users a run may act on: notice period applied (job->ids) */
 int ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job);
 
-/* the run's outcome into the task, its next run, and the webhook */
+/* the run's outcome into the task, its next run, and its event */
 void ngx_umlo_task_record(ngx_umlo_bulk_job_t *job);
 
 /* {"every": seconds}: from now; {"daily": "HH:MM"}: the next one, UTC */

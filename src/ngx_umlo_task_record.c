@@ -2,14 +2,13 @@
  * Copyright (C) ngx_umlo authors
  *
  * Tasks, after the users are known: the notice period, the run's record
- * in the task, and the webhook.  Pool-thread side.
+ * in the task, and its webhook event.  Pool-thread side.
  */
 
 
 #include "ngx_umlo_task_int.h"
 #include "ngx_umlo_sync.h"
-
-#include <curl/curl.h>
+#include "ngx_umlo_webhook.h"
 
 
 /* after a run: only if the task was not deleted meanwhile */
@@ -19,16 +18,12 @@ static const char  ngx_umlo_task_done_lua[] =
     " redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) return 1";
 
 
-static void ngx_umlo_task_webhook(ngx_umlo_bulk_job_t *job, json_t *event,
-    char *result, size_t len);
-
-
 /*
  * A notice period: a user is acted on only once the filter has matched
  * them for that long.  The first match is remembered per task (the
  * "noticed" state, readable at umlo_tasks/ID/notice); a user the filter
  * no longer matches is forgotten.  job->ids keeps the users whose notice
- * has run out; the newly noticed, with their dates, go to the webhook.
+ * has run out; the newly noticed, with their dates, go to the task event.
  */
 
 int
@@ -128,13 +123,13 @@ ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
 }
 
 
-/* the run's outcome into the task, its next run, and the webhook */
+/* the run's outcome into the task, its next run, and its event */
 
 void
 ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
 {
-    char         at[32], result[256], *text;
-    json_t      *task, *last, *event, *sync, *notice;
+    char         at[32], *text;
+    json_t      *task, *last, *sync, *notice;
     long long    now, next;
     redisReply  *r;
     const char  *state;
@@ -170,28 +165,30 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
         json_object_set(last, "sync", sync);
     }
 
-    /* the webhook also names who was newly put on notice, and until when */
+    /* the event also names who was newly put on notice, and until when */
     if (notice != NULL) {
         notice = json_deep_copy(notice);
         json_object_set(notice, "noticed",
                         json_object_get(job->run_of, "notice_new"));
     }
 
-    if (strcmp(state, "postponed") != 0 && job->webhook != NULL) {
-        event = json_pack("{s:s,s:O,s:O,s:s,s:s,s:O?,s:s?,s:s,s:O?,s:O?}",
-                          "event", strcmp(state, "succeeded") == 0
-                                   ? "task.completed" : "task.failed",
-                          "task", json_object_get(job->run_of, "id"),
-                          "name", json_object_get(job->run_of, "name"),
-                          "job", job->id, "state", state,
-                          "counts", json_object_get(job->doc, "counts"),
-                          "error", job->error[0] ? job->error : NULL,
-                          "at", at,
-                          "sync", sync,
-                          "notice", notice);
-        ngx_umlo_task_webhook(job, event, result, sizeof(result));
-        json_decref(event);
-        json_object_set_new(last, "webhook", json_string(result));
+    /*
+     * Sent from the event loop once the run ends (ngx_umlo_task_run.c),
+     * like any event: signed, retried, in the deliveries log.
+     */
+    if (strcmp(state, "postponed") != 0) {
+        job->event_type = strcmp(state, "succeeded") == 0
+                          ? NGX_UMLO_EV_TASK_COMPLETED
+                          : NGX_UMLO_EV_TASK_FAILED;
+        job->event = json_pack("{s:O,s:O,s:s,s:s,s:O?,s:s?,s:s,s:O?,s:O?}",
+                               "id", json_object_get(job->run_of, "id"),
+                               "name", json_object_get(job->run_of, "name"),
+                               "job", job->id, "state", state,
+                               "counts", json_object_get(job->doc, "counts"),
+                               "error", job->error[0] ? job->error : NULL,
+                               "at", at,
+                               "sync", sync,
+                               "notice", notice);
     }
 
     json_decref(notice);
@@ -223,53 +220,4 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
     if (r != NULL) {
         freeReplyObject(r);
     }
-}
-
-
-/* POST the event; the outcome goes into the task's last_run */
-
-static void
-ngx_umlo_task_webhook(ngx_umlo_bulk_job_t *job, json_t *event, char *result,
-    size_t len)
-{
-    long                curl_status;
-    char               *text;
-    CURL               *h;
-    CURLcode            rc;
-    struct curl_slist  *headers;
-
-    text = json_dumps(event, JSON_COMPACT);
-    h = curl_easy_init();
-
-    if (text == NULL || h == NULL) {
-        snprintf(result, len, "not sent: out of memory");
-        free(text);
-        if (h != NULL) {
-            curl_easy_cleanup(h);
-        }
-
-        return;
-    }
-
-    headers = curl_slist_append(NULL, "Content-Type: application/json");
-
-    curl_easy_setopt(h, CURLOPT_URL, job->webhook);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-
-    rc = curl_easy_perform(h);
-
-    if (rc == CURLE_OK) {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &curl_status);
-        snprintf(result, len, "HTTP %ld", curl_status);
-
-    } else {
-        snprintf(result, len, "not sent: %s", curl_easy_strerror(rc));
-    }
-
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(h);
-    free(text);
 }

@@ -152,15 +152,6 @@ ngx_umlo_task_claimed(redisReply *reply, void *data)
     ngx_snprintf((u_char *) job->actor, sizeof(job->actor) - 1, "task:%s%Z",
                  json_string_value(json_object_get(task, "name")));
 
-    if (umcf->tasks_webhook.len) {
-        job->webhook = ngx_pnalloc(job->pool, umcf->tasks_webhook.len + 1);
-        if (job->webhook != NULL) {
-            ngx_memcpy(job->webhook, umcf->tasks_webhook.data,
-                       umcf->tasks_webhook.len);
-            job->webhook[umcf->tasks_webhook.len] = '\0';
-        }
-    }
-
     job->task->handler = ngx_umlo_task_thread;
     job->task->event.handler = ngx_umlo_task_finished;
     job->task->event.data = job;
@@ -241,6 +232,17 @@ ngx_umlo_task_finished(ngx_event_t *ev)
             ngx_umlo_webhook_emit(umcf,
                                   ngx_umlo_webhook_sync_event(sync->state),
                                   sync->id, "sync", sync->doc);
+        }
+    }
+
+    /* the task event after its sync's, through the same receivers */
+    if (job->event != NULL) {
+        umcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_umlo_module);
+        if (umcf != NULL) {
+            ngx_umlo_webhook_emit(umcf, job->event_type,
+                                  (sync != NULL && sync->state != NULL)
+                                  ? sync->id : NULL, "task", job->event);
         }
     }
 

@@ -12,6 +12,7 @@
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_query.h"
 #include "ngx_umlo_redis.h"
+#include "ngx_umlo_results.h"
 #include "ngx_umlo_keyexp.h"
 
 
@@ -21,10 +22,17 @@
 typedef struct {
     ngx_umlo_snapref_t   *ref;
     ngx_umlo_query_t     *query;
+    ngx_umlo_result_t    *result;     /* the filtered list */
+    ngx_uint_t            how;        /* NGX_UMLO_RESULTS_HIT, ... */
     ngx_chain_t          *free;
     ngx_chain_t          *busy;
     ngx_str_t             id;         /* one user's account id */
 } ngx_umlo_users_ctx_t;
+
+
+static ngx_str_t  ngx_umlo_users_how[] = {
+    ngx_string("hit"), ngx_string("miss"), ngx_string("wait")
+};
 
 
 static ngx_int_t ngx_umlo_users_start(ngx_http_request_t *r,
@@ -37,8 +45,14 @@ static ngx_int_t ngx_umlo_users_list(ngx_http_request_t *r,
 static ngx_int_t ngx_umlo_users_one(ngx_http_request_t *r,
     ngx_umlo_snapref_t *ref, ngx_str_t *id);
 static void ngx_umlo_users_doc(redisReply *reply, void *data);
-static ngx_int_t ngx_umlo_users_csv(ngx_http_request_t *r,
-    ngx_umlo_snapref_t *ref, ngx_umlo_query_t *q);
+static void ngx_umlo_users_rows(ngx_http_request_t *r,
+    ngx_umlo_result_t *res);
+static ngx_int_t ngx_umlo_users_answer(ngx_http_request_t *r,
+    ngx_umlo_result_t *res);
+static ngx_int_t ngx_umlo_users_bad(ngx_http_request_t *r,
+    ngx_umlo_query_err_t *err);
+static void ngx_umlo_users_free_page(void *data);
+static ngx_int_t ngx_umlo_users_csv(ngx_http_request_t *r);
 static void ngx_umlo_users_csv_write(ngx_http_request_t *r);
 static void ngx_umlo_users_cleanup(void *data);
 static ngx_int_t ngx_umlo_users_unavailable(ngx_http_request_t *r,
@@ -166,51 +180,174 @@ ngx_umlo_users_ready(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
 }
 
 
+/*
+ * The filtered list comes from the worker's cache of lists, or is made
+ * in the thread pool; the page is then written from it.
+ */
+
 static ngx_int_t
 ngx_umlo_users_list(ngx_http_request_t *r, ngx_umlo_snapref_t *ref)
 {
-    json_t                *page;
+    int64_t                now;
     ngx_int_t              rc;
     ngx_umlo_query_t      *q;
+    ngx_pool_cleanup_t    *cln;
+    ngx_umlo_result_t     *res;
     ngx_umlo_query_err_t   err;
+    ngx_umlo_users_ctx_t  *ctx;
 
     ngx_memzero(&err, sizeof(ngx_umlo_query_err_t));
 
+    now = (int64_t) ngx_time() * 1000;
+
     q = ngx_umlo_query_parse(ref->snap, (char *) r->args.data, r->args.len,
-                             (int64_t) ngx_time() * 1000, &err);
+                             now, &err);
 
     if (q != NULL && ngx_umlo_users_wants_csv(r)) {
         ngx_umlo_query_set_csv(q);
     }
 
-    if (q == NULL || ngx_umlo_query_run(q, &err) != 0) {
+    if (q == NULL || ngx_umlo_query_check(q, &err) != 0) {
         ngx_umlo_query_free(q);
         ngx_umlo_cache_release(ref);
+        return ngx_umlo_users_bad(r, &err);
+    }
 
-        if (err.status == 0 || err.status >= 500) {
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_umlo_users_ctx_t));
+    if (cln == NULL) {
+        ngx_umlo_query_free(q);
+        ngx_umlo_cache_release(ref);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the query, the snapshot and the list now belong to the request */
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_umlo_users_ctx_t));
+    ctx->ref = ref;
+    ctx->query = q;
+
+    cln->handler = ngx_umlo_users_cleanup;
+    ngx_http_set_ctx(r, ctx, ngx_umlo_module);
+
+    rc = ngx_umlo_results_get(r, ref, q, now, ngx_umlo_users_rows, &res,
+                              &ctx->how);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return ngx_umlo_users_answer(r, res);
+
+    case NGX_AGAIN:
+        return NGX_DONE;
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+static void
+ngx_umlo_users_rows(ngx_http_request_t *r, ngx_umlo_result_t *res)
+{
+    ngx_int_t  rc;
+
+    rc = res ? ngx_umlo_users_answer(r, res)
+             : NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    if (rc != NGX_DONE) {
+        ngx_http_finalize_request(r, rc);
+    }
+}
+
+
+static ngx_int_t
+ngx_umlo_users_answer(ngx_http_request_t *r, ngx_umlo_result_t *res)
+{
+    char                    *text;
+    size_t                   len;
+    uint64_t                 id[3];
+    ngx_table_elt_t         *h;
+    ngx_pool_cleanup_t      *cln;
+    ngx_umlo_query_err_t     err;
+    ngx_umlo_users_ctx_t    *ctx;
+    ngx_umlo_result_page_t  *page;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
+    ctx->result = res;
+
+    if (ngx_umlo_query_attach(ctx->query, ngx_umlo_results_rows(res), &err)
+        != 0)
+    {
+        return ngx_umlo_users_bad(r, &err);
+    }
+
+    /* where the list came from: for operations, and the tests */
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "X-Umlo-Cache");
+    h->value = ngx_umlo_users_how[ctx->how];
+
+    if (ngx_umlo_query_csv_wanted(ctx->query)) {
+        return ngx_umlo_users_csv(r);
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the same page asked again: its text and ETag as they were */
+    ngx_umlo_query_page_id(ctx->query, id);
+
+    page = ngx_umlo_results_page(res, id);
+
+    if (page == NULL) {
+        text = ngx_umlo_query_page_text(ctx->query, &len);
+        if (text == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        page = ngx_umlo_query_error(&err);
-        rc = page ? ngx_umlo_send_json(r, err.status, page)
-                  : NGX_HTTP_INTERNAL_SERVER_ERROR;
-        json_decref(page);
-
-        return rc;
+        page = ngx_umlo_results_add_page(res, id, (u_char *) text, len);
+        if (page == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
-    if (ngx_umlo_query_csv_wanted(q)) {
-        /* the query and the snapshot now belong to the CSV writer */
-        return ngx_umlo_users_csv(r, ref, q);
+    cln->handler = ngx_umlo_users_free_page;
+    cln->data = page;
+
+    /* the page stands alone: the list and the snapshot can go */
+    ngx_umlo_users_cleanup(ctx);
+
+    return ngx_umlo_send_tagged(r, page->text, page->len, page->etag);
+}
+
+
+static void
+ngx_umlo_users_free_page(void *data)
+{
+    ngx_umlo_results_page_release(data);
+}
+
+
+static ngx_int_t
+ngx_umlo_users_bad(ngx_http_request_t *r, ngx_umlo_query_err_t *err)
+{
+    json_t     *page;
+    ngx_int_t   rc;
+
+    if (err->status == 0 || err->status >= 500) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    page = ngx_umlo_query_page(q);
-    rc = page ? ngx_umlo_send_json(r, NGX_HTTP_OK, page)
+    page = ngx_umlo_query_error(err);
+    rc = page ? ngx_umlo_send_json(r, err->status, page)
               : NGX_HTTP_INTERNAL_SERVER_ERROR;
-
     json_decref(page);
-    ngx_umlo_query_free(q);
-    ngx_umlo_cache_release(ref);
 
     return rc;
 }
@@ -343,28 +480,10 @@ done:
  */
 
 static ngx_int_t
-ngx_umlo_users_csv(ngx_http_request_t *r, ngx_umlo_snapref_t *ref,
-    ngx_umlo_query_t *q)
+ngx_umlo_users_csv(ngx_http_request_t *r)
 {
-    ngx_int_t              rc;
-    ngx_table_elt_t       *h;
-    ngx_pool_cleanup_t    *cln;
-    ngx_umlo_users_ctx_t  *ctx;
-
-    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_umlo_users_ctx_t));
-    if (cln == NULL) {
-        ngx_umlo_query_free(q);
-        ngx_umlo_cache_release(ref);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    ctx = cln->data;
-    ngx_memzero(ctx, sizeof(ngx_umlo_users_ctx_t));
-    ctx->ref = ref;
-    ctx->query = q;
-
-    cln->handler = ngx_umlo_users_cleanup;
-    ngx_http_set_ctx(r, ctx, ngx_umlo_module);
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
 
     r->headers_out.status = NGX_HTTP_OK;
     r->headers_out.content_length_n = -1;
@@ -518,10 +637,13 @@ ngx_umlo_users_cleanup(void *data)
 {
     ngx_umlo_users_ctx_t  *ctx = data;
 
+    /* the query points into the list, the list into the snapshot */
     ngx_umlo_query_free(ctx->query);
+    ngx_umlo_results_release(ctx->result);
     ngx_umlo_cache_release(ctx->ref);
 
     ctx->query = NULL;
+    ctx->result = NULL;
     ctx->ref = NULL;
 }
 
@@ -715,20 +837,38 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
 {
     ngx_http_request_t  *r = data;
 
-    json_t                *out, *sync;
+    char                  *last;
+    u_char                *body, *p;
+    size_t                 len;
+    json_t                *sync, *tail;
     ngx_int_t              rc;
+    ngx_umlo_snap_t       *snap;
     ngx_umlo_users_ctx_t  *ctx;
     ngx_umlo_main_conf_t  *umcf;
 
     ctx = ngx_http_get_module_ctx(r, ngx_umlo_module);
+    snap = ctx->ref->snap;
+    rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    last = NULL;
+
+    /* the metrics change with the snapshot only: written once */
+    if (snap->dashboard == NULL && snap->metrics != NULL) {
+        snap->dashboard = json_dumps(snap->metrics, JSON_COMPACT);
+        snap->dashboard_len = snap->dashboard ? strlen(snap->dashboard) : 0;
+    }
+
+    if (snap->dashboard == NULL || snap->dashboard_len < 2) {
+        goto done;
+    }
 
     sync = (reply != NULL && reply->type == REDIS_REPLY_STRING)
            ? json_loadb(reply->str, reply->len, 0, NULL) : NULL;
 
-    out = json_deep_copy(ctx->ref->snap->metrics);
+    /* what changes per request: {"last_sync": ..., "api_key": ...} */
+    tail = json_object();
 
-    if (out != NULL) {
-        json_object_set_new(out, "last_sync", sync
+    if (tail != NULL) {
+        json_object_set_new(tail, "last_sync", sync
             ? json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?,s:O?}",
                         "id", json_object_get(sync, "id"),
                         "trigger", json_object_get(sync, "trigger"),
@@ -737,19 +877,45 @@ ngx_umlo_dashboard_status(redisReply *reply, void *data)
                         "duration_ms", json_object_get(sync, "duration_ms"),
                         "error", json_object_get(sync, "error"))
             : json_null());
+
+        umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
+
+        if (umcf->key_expires) {
+            json_object_set_new(tail, "api_key", ngx_umlo_keyexp_json(umcf));
+        }
     }
 
+    last = tail ? json_dumps(tail, JSON_COMPACT) : NULL;
+
+    json_decref(tail);
     json_decref(sync);
 
-    umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
-
-    if (out != NULL && umcf->key_expires) {
-        json_object_set_new(out, "api_key", ngx_umlo_keyexp_json(umcf));
+    if (last == NULL || last[0] != '{') {
+        goto done;
     }
 
-    rc = out ? ngx_umlo_send_json(r, NGX_HTTP_OK, out)
-             : NGX_HTTP_INTERNAL_SERVER_ERROR;
-    json_decref(out);
+    /* {metrics..., then the tail's members} */
+    len = snap->dashboard_len + ngx_strlen(last) + 1;
+
+    body = ngx_pnalloc(r->pool, len);
+    if (body == NULL) {
+        goto done;
+    }
+
+    p = ngx_cpymem(body, snap->dashboard, snap->dashboard_len - 1);
+
+    if (snap->dashboard_len > 2 && last[1] != '}') {
+        *p++ = ',';
+    }
+
+    p = ngx_cpymem(p, last + 1, ngx_strlen(last) - 1);
+
+    rc = ngx_umlo_send_tagged(r, body, p - body,
+                              ngx_umlo_body_hash(body, p - body));
+
+done:
+
+    free(last);
 
     ngx_umlo_cache_release(ctx->ref);
     ctx->ref = NULL;

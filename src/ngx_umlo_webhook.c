@@ -62,6 +62,8 @@ typedef struct {
 } ngx_umlo_hook_t;
 
 
+static ngx_umlo_webhook_t *ngx_umlo_webhook_add(ngx_conf_t *cf,
+    ngx_umlo_main_conf_t *umcf, ngx_str_t *url);
 static ngx_int_t ngx_umlo_webhook_events(ngx_str_t *list, ngx_uint_t *events);
 static ngx_int_t ngx_umlo_webhook_name(ngx_pool_t *pool, ngx_str_t *url,
     ngx_str_t *name);
@@ -85,7 +87,7 @@ static void ngx_umlo_webhook_free(ngx_umlo_hook_t *hook);
 
 static const char  *ngx_umlo_webhook_names[] = {
     "sync.started", "sync.succeeded", "sync.failed", "sync.cancelled",
-    "key.expiring", NULL
+    "key.expiring", "task.completed", "task.failed", NULL
 };
 
 
@@ -102,36 +104,8 @@ ngx_umlo_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (!(value[1].len > 7 && ngx_strncmp(value[1].data, "http://", 7) == 0)
-        && !(value[1].len > 8
-             && ngx_strncmp(value[1].data, "https://", 8) == 0))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid webhook URL \"%V\": it must start with "
-                           "\"https://\" or \"http://\"", &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (umcf->webhooks == NULL) {
-        umcf->webhooks = ngx_array_create(cf->pool, 2,
-                                          sizeof(ngx_umlo_webhook_t));
-        if (umcf->webhooks == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    wh = ngx_array_push(umcf->webhooks);
+    wh = ngx_umlo_webhook_add(cf, umcf, &value[1]);
     if (wh == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(wh, sizeof(ngx_umlo_webhook_t));
-    wh->events = NGX_UMLO_EV_ALL;
-
-    /* value[] strings are NUL-terminated by the configuration parser */
-    wh->url = value[1];
-
-    if (ngx_umlo_webhook_name(cf->pool, &wh->url, &wh->name) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -161,7 +135,8 @@ ngx_umlo_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                                    "invalid \"%V\": expected a comma list "
                                    "of sync.started, sync.succeeded, "
                                    "sync.failed, sync.cancelled, "
-                                   "key.expiring, or \"all\"", &value[i]);
+                                   "key.expiring, task.completed, "
+                                   "task.failed, or \"all\"", &value[i]);
                 return NGX_CONF_ERROR;
             }
 
@@ -174,6 +149,83 @@ ngx_umlo_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The old, unsigned task receiver: kept so that a configuration still
+ * loads, but it is now an ordinary receiver of the task events, with
+ * retries and the deliveries log.
+ */
+
+char *
+ngx_umlo_webhook_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t           *value;
+    ngx_umlo_webhook_t  *wh;
+
+    value = cf->args->elts;
+
+    ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                       "\"umlo_tasks_webhook\" is deprecated, use "
+                       "\"umlo_webhook %V events=task.completed,"
+                       "task.failed\" (with secret_file=)", &value[1]);
+
+    wh = ngx_umlo_webhook_add(cf, umcf, &value[1]);
+    if (wh == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    wh->events = NGX_UMLO_EV_TASKS;
+
+    return NGX_CONF_OK;
+}
+
+
+/* a receiver of every event, unsigned, until its parameters say more */
+
+static ngx_umlo_webhook_t *
+ngx_umlo_webhook_add(ngx_conf_t *cf, ngx_umlo_main_conf_t *umcf,
+    ngx_str_t *url)
+{
+    ngx_umlo_webhook_t  *wh;
+
+    if (!(url->len > 7 && ngx_strncmp(url->data, "http://", 7) == 0)
+        && !(url->len > 8 && ngx_strncmp(url->data, "https://", 8) == 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid webhook URL \"%V\": it must start with "
+                           "\"https://\" or \"http://\"", url);
+        return NULL;
+    }
+
+    if (umcf->webhooks == NULL) {
+        umcf->webhooks = ngx_array_create(cf->pool, 2,
+                                          sizeof(ngx_umlo_webhook_t));
+        if (umcf->webhooks == NULL) {
+            return NULL;
+        }
+    }
+
+    wh = ngx_array_push(umcf->webhooks);
+    if (wh == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(wh, sizeof(ngx_umlo_webhook_t));
+    wh->events = NGX_UMLO_EV_ALL;
+
+    /* the configuration parser NUL-terminates its strings */
+    wh->url = *url;
+
+    if (ngx_umlo_webhook_name(cf->pool, &wh->url, &wh->name) != NGX_OK) {
+        return NULL;
+    }
+
+    return wh;
 }
 
 

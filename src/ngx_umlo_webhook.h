@@ -19,7 +19,10 @@
 #define NGX_UMLO_EV_SYNC_FAILED     0x04
 #define NGX_UMLO_EV_SYNC_CANCELLED  0x08
 #define NGX_UMLO_EV_KEY_EXPIRING    0x10
-#define NGX_UMLO_EV_ALL             0x1f
+#define NGX_UMLO_EV_TASK_COMPLETED  0x20
+#define NGX_UMLO_EV_TASK_FAILED     0x40
+#define NGX_UMLO_EV_TASKS           0x60
+#define NGX_UMLO_EV_ALL             0x7f
 
 
 typedef struct {
@@ -31,6 +34,10 @@ typedef struct {
 
 
 char *ngx_umlo_webhook_directive(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* umlo_tasks_webhook URL: deprecated, an unsigned task-events receiver */
+char *ngx_umlo_webhook_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 /* NGX_UMLO_EV_* of "sync.STATE", 0 when there is none. */

@@ -258,14 +258,22 @@ phase 'a full sync', [ POST => '/umlo/sync', 202, then => sub {
 wait_state('succeeded');
 
 my $csv_accept = { Accept => 'text/csv' };
+# filled by a row's "then", read when a later row runs
+my $dash_inm = {};
+my $users_inm = {};
 
 phase 'succeeded',
     [ GET  => '/umlo/status', 200, then => sub {
         ok $_[0]{json}{snapshot}, 'a snapshot is current';
         $v{gen} = $_[0]{json}{snapshot}{generation} } ],
     [ GET  => '/umlo/dashboard', 200, then => sub {
-        is $_[0]{json}{last_sync}{state}, 'succeeded', 'last_sync' } ],
+        is $_[0]{json}{last_sync}{state}, 'succeeded', 'last_sync';
+        $dash_inm->{'If-None-Match'} = $_[0]{headers}{etag} } ],
+    [ GET  => '/umlo/dashboard', 304, headers => $dash_inm ],
     [ HEAD => '/umlo/dashboard', 200 ],
+    [ GET  => '/umlo/users?limit=2', 200, then => sub {
+        $users_inm->{'If-None-Match'} = $_[0]{headers}{etag} } ],
+    [ GET  => '/umlo/users?limit=2', 304, headers => $users_inm ],
     [ GET  => '/umlo/users/facets', 200, then => sub {
         my $f = $_[0]{json};
         my ($site) = grep { @{ $_->{products} } } @{ $f->{sites} };

@@ -5,7 +5,7 @@ use warnings;
 # filter's run syncs the whole org first (a user who newly matches after a
 # change made just before the run is acted on), a list's run re-reads only
 # its users; then it runs as a bulk job, records its result in the task,
-# calls the webhook, waits while the org lock is held, runs once across
+# sends task.completed / task.failed, waits while the org lock is held, runs once across
 # two instances, and keeps a notice period.
 
 use Test::More;
@@ -52,9 +52,15 @@ sub hook_events {
     return map { decode_json($_) } grep { /\S/ } <$fh>;
 }
 
+# the task events of one task: {id, event, timestamp, org, task => {...}}
+sub task_events {
+    my ($id) = @_;
+    return grep { ref $_->{task} eq 'HASH' && ($_->{task}{id} // '') eq $id } hook_events();
+}
+
 my $http = join "\n",
     'umlo_tasks_interval 1s;',
-    "umlo_tasks_webhook http://127.0.0.1:$hook_port/hook;",
+    "umlo_webhook http://127.0.0.1:$hook_port/hook events=task.completed,task.failed;",
     "umlo_webhook http://127.0.0.1:$hook_port/sync events=sync.succeeded,sync.failed;",
     'umlo_bulk_actor $http_x_umlo_admin;';
 my $locations = join "\n",
@@ -135,6 +141,18 @@ subtest 'bad input' => sub {
         json_contains $r->{json}, { error => { code => $code, ($msg ? (message => $msg) : ()) } },
             "$what: $code" or diag $r->{body};
     }
+    my $r = tasks(POST => '', { %task, schedule => { every => '59m' } });
+    is $r->{status}, 400, 'a filter task more often than umlo_tasks_filter_min_every: 400';
+    json_contains $r->{json}, { error => { code => 'invalid_schedule',
+        message => qr/"schedule\.every" must be at least 3600 seconds for a "filter" task/ } },
+        'naming the field and the minimum' or diag $r->{body};
+    $r = tasks(POST => '', { %task, schedule => { daily => '04:00' } });
+    is $r->{status}, 201, 'a daily filter task is fine' or diag $r->{body};
+    is tasks(DELETE => "/$r->{json}{id}")->{status}, 200, 'deleted';
+    $r = tasks(POST => '', { name => 'often', users => ['tk-a'], action => 'suspend',
+        schedule => { every => '60s' } });
+    is $r->{status}, 201, 'a list of users may run every 60s' or diag $r->{body};
+    is tasks(DELETE => "/$r->{json}{id}")->{status}, 200, 'deleted';
     is tasks(GET => '/t-0123')->{status}, 404, 'unknown task: 404';
     is tasks(POST => '/t-0123/run')->{status}, 404, 'run an unknown task: 404';
     is tasks(PUT => '/t-0123')->{status}, 405, 'PUT: 405';
@@ -190,11 +208,21 @@ subtest 'a run syncs the org first, then acts like a bulk job' => sub {
     json_contains $job->{task}, { id => $id, name => 'reclaim' }, 'which task';
     ok !in_group($_), "$_ out of the group" for qw(a b d e);
     cmp_ok abs($task->{next_run_ms} / 1000 - time - 3600), '<', 30, 'next run in an hour';
-    my ($ev) = grep { ($_->{task} // '') eq $id } hook_events();
-    json_contains $ev, { event => 'task.completed', name => 'reclaim',
+    my $ev;
+    wait_for(sub { ($ev) = task_events($id) }, timeout => 10, interval => 0.2);
+    json_contains $ev, { event => 'task.completed', org => $t->org, task => { name => 'reclaim',
         job => $task->{last_run}{job}, counts => { done => 4 },
-        sync => { id => $task->{last_run}{sync}{id} } }, 'webhook task.completed';
-    like $task->{last_run}{webhook}, qr/^HTTP 200$/, 'the webhook answer is recorded';
+        sync => { id => $task->{last_run}{sync}{id} } } }, 'webhook task.completed'
+        or diag explain [ hook_events() ];
+    my $d;
+    wait_for(sub {
+        ($d) = grep { $_->{id} eq ($ev->{id} // '') }
+            map { decode_json($_) } @{ $t->redis('LRANGE', org_key($t, 'deliveries'), 0, -1) };
+        $d
+    }, timeout => 10, interval => 0.2);
+    json_contains $d, { event => 'task.completed', status => 'delivered', http_status => 200,
+        sync_id => $task->{last_run}{sync}{id} }, 'its outcome in the deliveries log' or diag explain $d;
+    ok !exists $task->{last_run}{webhook}, 'the run does not wait for the answer';
     my $snap = decode_json($t->redis('HGET', org_key($t, 'g', current_gen($t), 'users'), 'tk-c'));
     ok !grep({ $_->{id} eq $g } @{ $snap->{groups} }), 'the sync updated c in the snapshot';
 };
@@ -251,7 +279,7 @@ subtest 'two instances run a task once' => sub {
     my @jobs = grep { ($_->{id} // '') =~ /^b-/ && $_->{who} eq 'task:once' }
         @{ req($t, GET => '/umlo/bulk/audit')->{json}{data} };
     is scalar @jobs, 1, 'one job in the audit log';
-    is scalar(grep { ($_->{task} // '') eq $once } hook_events()), 1, 'one webhook';
+    is scalar(task_events($once)), 1, 'one webhook';
     is user('a')->{membershipStatus}, 'suspended', 'a suspended';
     like $task->{next_run_at}, qr/T03:00:00Z$/, 'next run at 03:00 UTC';
 };
@@ -269,9 +297,10 @@ subtest 'a notice period: users are acted on once matched long enough' => sub {
     json_contains $task->{last_run}, { state => 'succeeded', notice => { new => 3, waiting => 0, due => 0 },
         counts => { targets => 0 } }, 'first run: all three noticed, nobody acted on';
     is user('n1')->{membershipStatus}, 'active', 'n1 untouched';
-    my ($ev) = grep { ($_->{task} // '') eq $nid } hook_events();
-    json_contains $ev, { notice => { new => 3 } }, 'the webhook counts who was noticed';
-    is_deeply [ sort map { $_->{id} } @{ $ev->{notice}{noticed} } ], [qw(tk-n1 tk-n2 tk-n3)],
+    my $ev;
+    wait_for(sub { ($ev) = task_events($nid) }, timeout => 10, interval => 0.2);
+    json_contains $ev, { task => { notice => { new => 3 } } }, 'the webhook counts who was noticed';
+    is_deeply [ sort map { $_->{id} } @{ $ev->{task}{notice}{noticed} } ], [qw(tk-n1 tk-n2 tk-n3)],
         'and names them';
     my $list = tasks(GET => "/$nid/notice");
     is $list->{status}, 200, 'the notice list' or diag $list->{body};
@@ -321,8 +350,11 @@ subtest 'a failed full sync fails the run, and nothing is done' => sub {
         or diag $task->{last_run}{error};
     ok in_group('a'), 'nothing done';
     ok !$t->redis('EXISTS', org_key($t, 'lock')), 'the org lock is free';
-    my ($ev) = grep { ($_->{task} // '') eq $id && $_->{state} eq 'failed' } hook_events();
-    json_contains $ev, { event => 'task.failed', sync => { state => 'failed' } }, 'webhook task.failed';
+    my $ev;
+    wait_for(sub { ($ev) = grep { $_->{task}{state} eq 'failed' } task_events($id) },
+        timeout => 10, interval => 0.2);
+    json_contains $ev, { event => 'task.failed', task => { sync => { state => 'failed' } } },
+        'webhook task.failed';
     ok scalar(grep { $t->error_log($_) =~ /umlo: task sync \S+ failed/ } qw(main second)),
         'the failure is logged by the instance that ran it';
 };

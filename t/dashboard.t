@@ -123,7 +123,8 @@ subtest 'metrics match the truth' => sub {
     my $r = req($t, GET => '/umlo/dashboard');
     is $r->{status}, 200, 'status 200';
     like $r->{headers}{'content-type'}, qr{^application/json\b}, 'JSON';
-    is $r->{headers}{'cache-control'}, 'no-store', 'Cache-Control: no-store';
+    is $r->{headers}{'cache-control'}, 'no-cache', 'Cache-Control: no-cache (revalidate with the ETag)';
+    like $r->{headers}{etag}, qr/^"[0-9a-f]{16}"$/, 'a strong ETag';
     my $d = $r->{json};
     ok $d->{computed_at} && abs($d->{computed_at} - time) < 60, 'computed_at is now (when the worker loaded the generation)';
     my $now = $d->{computed_at} * 1000;

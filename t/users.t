@@ -107,7 +107,8 @@ subtest 'list without filters: every v2 user, rows as the sync stored them' => s
     my $r = req($t, GET => '/umlo/users');
     is $r->{status}, 200, 'GET /umlo/users: 200';
     like $r->{headers}{'content-type'}, qr{^application/json\b}, 'JSON';
-    is $r->{headers}{'cache-control'}, 'no-store', 'Cache-Control: no-store';
+    is $r->{headers}{'cache-control'}, 'no-cache', 'Cache-Control: no-cache (revalidate with the ETag)';
+    like $r->{headers}{etag}, qr/^"[0-9a-f]{16}"$/, 'a strong ETag';
     is scalar @{ $r->{json}{data} }, 100, 'default limit 100';
     json_contains $r->{json}{meta}, { total => $n, limit => 100, generation => $gen,
         context => 'org', sync_id => $st->{sync}{id},

@@ -2,8 +2,9 @@ use strict;
 use warnings;
 
 # Webhooks: signed payloads for sync.started, .succeeded, .failed and
-# .cancelled, retries after failing answers, timeouts against a hanging
-# receiver, outcomes in the history, no API key anywhere.
+# .cancelled, and for the task events; retries after failing answers,
+# timeouts against a hanging receiver, outcomes in the history, no API key
+# anywhere.
 
 use Test::More;
 use Time::HiRes qw(time sleep);
@@ -244,6 +245,83 @@ subtest 'a reload does not wait for retries' => sub {
     }, timeout => 10), 'the outcome is recorded';
     json_contains $d, { status => 'failed', attempts => 1, error => qr/umlo_webhook_timeout/ }, 'failed after one attempt';
     $t->stop_nginx('c');
+};
+
+subtest 'task events: signed, retried, logged, filtered' => sub {
+    my ($task_url, $task_flaky, $legacy, $syncs) = map { $rx->url($_) }
+        qw(/task /fail/1/task /legacy /tasksync);
+    my $http = qq{
+        umlo_webhook $task_url secret_file=$secret_file events=task.completed,task.failed;
+        umlo_webhook $task_flaky events=task.completed;
+        umlo_webhook $syncs events=sync.succeeded;
+        umlo_tasks_webhook $legacy;
+        umlo_tasks_interval 1s;
+        umlo_webhook_timeout 1s;
+        umlo_webhook_retries 3;
+        umlo_webhook_backoff 200ms;
+        umlo_webhook_log 10;
+    };
+    my $locs = 'location /umlo/tasks { umlo_tasks; }';
+
+    my ($rc, $out) = $t->nginx_t(http_config => umlo_http_config($http),
+        config => umlo_locations($locs));
+    is $rc, 0, 'nginx -t accepts umlo_tasks_webhook' or diag $out;
+    like $out, qr/\[warn\].*"umlo_tasks_webhook" is deprecated.*events=task\.completed,task\.failed/,
+        'and warns that it is deprecated, naming the replacement';
+    ($rc, $out) = $t->nginx_t(http_config => umlo_http_config(
+        "umlo_webhook $task_url events=task.done;"), config => umlo_locations());
+    isnt $rc, 0, 'an unknown event in events=: refused';
+    like $out, qr/task\.completed, task\.failed/, 'listing the task events';
+
+    $t->start_nginx(name => 'd', http_config => umlo_http_config($http),
+        config => umlo_locations($locs));
+    my $r = req($t, POST => '/umlo/tasks', name => 'd', json => { name => 'hooked',
+        filter => 'q=nobody-matches-this', action => 'suspend', schedule => { every => '1h' } });
+    is $r->{status}, 201, 'a filter task' or diag $r->{body};
+    my $id = $r->{json}{id} or return;
+    is req($t, POST => "/umlo/tasks/$id/run", name => 'd')->{status}, 202, 'run now';
+
+    my $got = $rx->wait_received('/task', 'task.completed', 1, timeout => 60);
+    is scalar(@$got), 1, 'task.completed delivered once' or return;
+    my $req = $got->[0];
+    my $j = $req->{json};
+    is $j->{event}, 'task.completed', 'event in the body';
+    is $req->{headers}{'x-umlo-delivery'}, $j->{id}, 'delivery id header = body id';
+    is $j->{org}, $t->org, 'org';
+    json_contains $j->{task}, { id => $id, name => 'hooked', state => 'succeeded',
+        counts => { targets => 0 }, sync => { state => 'succeeded' } }, 'the task run'
+        or diag explain $j;
+    is Umlo::Webhook::verify($req, $secret), undef, 'the signature verifies with the secret';
+    my %forged = (%$req, body => $req->{body} =~ s/"hooked"/"hacked"/r);
+    isnt Umlo::Webhook::verify(\%forged, $secret), undef, 'a changed body does not verify';
+
+    my $fl = $rx->wait_received('/fail/1/task', 'task.completed', 2);
+    is_deeply [ map { $_->{answer} } @$fl ], [500, 200], 'a failing receiver: retried, then delivered';
+    is_deeply [ map { $_->{headers}{'x-umlo-attempt'} } @$fl ], [1, 2], 'attempts 1 and 2';
+    is $fl->[0]{json}{id}, $fl->[1]{json}{id}, 'one delivery id';
+    ok !exists $fl->[0]{headers}{'x-umlo-signature'}, 'unsigned without secret_file=';
+
+    my $leg = $rx->wait_received('/legacy', 'task.completed', 1);
+    is scalar(@$leg), 1, 'umlo_tasks_webhook: an ordinary task-events receiver';
+    my $sy = $rx->wait_received('/tasksync', 'sync.succeeded', 1);
+    is scalar(@$sy), 1, 'the task\'s sync: sync.succeeded';
+    is scalar(grep { $_->{headers}{'x-umlo-event'} =~ /^task\./ } @{ $rx->received('/tasksync') }), 0,
+        'not subscribed to task events: none';
+
+    my @d;
+    ok wait_for(sub {
+        @d = grep { $_->{event} eq 'task.completed' }
+            map { decode_json($_) } @{ $t->redis('LRANGE', org_key($t, 'deliveries'), 0, -1) };
+        @d >= 3
+    }, timeout => 10), 'the deliveries log has them' or diag explain \@d;
+    my ($fd) = grep { $_->{webhook} =~ m{/fail/1/task$} } @d;
+    json_contains $fd, { status => 'delivered', attempts => 2, http_status => 200,
+        sync_id => $j->{task}{sync}{id} }, 'with attempts, and the sync the run made';
+    my $stats = { @{ $t->redis('HGETALL', org_key($t, 'stats')) } };
+    cmp_ok $stats->{'webhook:task.completed:delivered'} // 0, '>=', 3, 'and in the metrics';
+    ok !exists req($t, GET => "/umlo/tasks/$id", name => 'd')->{json}{last_run}{webhook},
+        'last_run no longer waits for an answer';
+    $t->stop_nginx('d');
 };
 
 no_key('all deliveries');
