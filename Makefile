@@ -2,10 +2,12 @@
 #
 #   make            build build/ngx_umlo_module.so
 #   make deps       install the Debian packages needed to build, run, test
-#   make test       build and run the whole suite (prove -r t)
+#   make test       build and run the whole suite (prove -r t), then
+#                   $(ASAN_SUBSET) against the ASan/UBSan build
 #   make demo       Redis + simulator + nginx with the module, in the foreground
 #   make asan       build build/asan/ngx_umlo_module.so (ASan + UBSan)
 #   make test-asan  the suite against that build
+#   make fuzz       each libFuzzer harness in fuzz/ for FUZZ_SECONDS (60)
 #   make bench      every benchmark, on a quiet machine; writes docs/benchmarks*.md
 #   make bench-smoke  every benchmark tool on a tiny org, in seconds (no figures)
 #   make browser-deps  playwright-core for t/browser.t (npm ci; make test runs it)
@@ -20,7 +22,8 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
              libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl \
-             python3-prometheus-client chromium
+             python3-prometheus-client clang libclang-rt-dev valgrind \
+             chromium
 # Node.js for the browser tests (t/browser.t), only where no node is
 # installed: Debian's npm conflicts with other builds of nodejs.
 NODE_PKGS := nodejs npm
@@ -30,7 +33,8 @@ WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps browser-deps test test-asan demo asan bench bench-smoke clean
+.PHONY: all deps check-deps browser-deps test test-asan demo asan bench \
+        bench-smoke clean fuzz fuzz-build
 
 all: $(MODULE)
 
@@ -99,17 +103,61 @@ $(ASAN_SO): $(BUILD)/asan/nginx/.configured $(SRC_FILES)
 
 asan: $(ASAN_SO)
 
-test: check-deps $(MODULE) browser-deps
+# The whole suite, then the tests that drive the sync, the user browser
+# and hostile input once more against the sanitized module.
+ASAN_SUBSET ?= t/sync.t t/users.t t/hostile_http.t t/security.t
+
+test: check-deps $(MODULE) $(ASAN_SO) browser-deps
 	prove -r t
+	$(ASAN_ENV) prove $(ASAN_SUBSET)
 
 # The suite against the sanitized module: an ASan or UBSan report aborts
 # the worker, and every test fails on the "[alert] ... exited on signal".
-test-asan: check-deps $(ASAN_SO) browser-deps
-	UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
+ASAN_ENV = UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
 	UMLO_NGINX_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
-	UMLO_TIMEOUT_FACTOR=3 prove -r t
+	UMLO_TIMEOUT_FACTOR=3
+
+test-asan: check-deps $(ASAN_SO) browser-deps
+	$(ASAN_ENV) prove -r t
+
+# libFuzzer harnesses: the parsers are plain C over jansson, built here
+# without nginx; sanitizers on, so a bug is a crash with a reproducer.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS    ?= 1
+FUZZ_TARGETS := query cursor sync_body model headers
+FUZZ_BIN     := $(BUILD)/fuzz
+FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined -Wall -Wextra -Werror \
+                -Isrc -Ifuzz
+FUZZ_LIBS    := -ljansson -lhiredis -lcurl -lpthread
+
+fuzz_srcs_query     := src/ngx_umlo_query.c src/ngx_umlo_snapshot.c
+fuzz_srcs_cursor    := $(fuzz_srcs_query)
+fuzz_srcs_sync_body := src/ngx_umlo_syncbody.c
+fuzz_srcs_model     := src/ngx_umlo_model.c $(fuzz_srcs_query)
+fuzz_srcs_headers   := src/ngx_umlo_atlassian.c src/ngx_umlo_snapshot.c
+
+$(FUZZ_BIN)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_snap.h $(SRC_FILES)
+	@mkdir -p $(FUZZ_BIN)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(fuzz_srcs_$*) $(FUZZ_LIBS)
+
+fuzz-build: $(addprefix $(FUZZ_BIN)/fuzz_,$(FUZZ_TARGETS))
+
+# The working corpus grows in build/fuzz/corpus; fuzz/corpus holds seeds.
+fuzz: fuzz-build
+	@for f in $(FUZZ_TARGETS); do \
+	    mkdir -p $(FUZZ_BIN)/corpus/$$f fuzz/corpus/$$f; \
+	    echo "fuzz_$$f: $(FUZZ_SECONDS)s"; \
+	    $(FUZZ_BIN)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
+	        -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
+	        $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) \
+	            -workers=$(FUZZ_JOBS)) \
+	        -artifact_prefix=$(FUZZ_BIN)/crash-$$f- \
+	        $(FUZZ_BIN)/corpus/$$f fuzz/corpus/$$f || exit 1; \
+	done
 
 demo: $(MODULE)
 	@bash demo/run

@@ -483,7 +483,8 @@ def write_doc(path, argv, bench, args, machine, vers, started, finished):
           "In a temporary directory (`$RUN`), on free loopback ports, with copies of the "
           "module and `sim/` taken at the start:", "", "```sh",
           bench.sim_command, Redis.command(), Nginx.command(),
-          "curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync   # the initial snapshot",
+          "curl -X POST -H 'Content-Type: application/json' "
+          "http://127.0.0.1:$NGINX_PORT/umlo/sync   # the initial snapshot",
           "wrk -t%d -c%d -d%ds --timeout 10s -s $RUN/result.lua "
           "http://127.0.0.1:$NGINX_PORT/umlo/status" % (args.wrk_threads, args.conns,
                                                         args.duration),

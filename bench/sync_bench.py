@@ -171,6 +171,9 @@ class Http:
         if body is not None:
             data = json.dumps(body).encode()
             hdrs["Content-Type"] = "application/json"
+        if method == "POST":
+            # umlo_sync takes state-changing requests only as JSON
+            hdrs.setdefault("Content-Type", "application/json")
         for attempt in (0, 1):
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port,
@@ -526,7 +529,8 @@ def run_one(tmp, label, shape, bound, users, profile, rate, args, module):
 
         deadline_s = args.max_minutes * 60.0 * 2
         t0 = time.monotonic()
-        status, doc, raw = nginx.http.request("POST", "/umlo/sync")
+        status, doc, raw = nginx.http.request("POST", "/umlo/sync",
+                                              headers={"Content-Type": "application/json"})
         if status != 202 or not isinstance(doc, dict):
             raise RuntimeError("POST /umlo/sync: %d %s" % (status, raw[:300].decode(errors="replace")))
         sync_id = doc.get("id") or (doc.get("sync") or {}).get("id")
@@ -894,7 +898,7 @@ def commands_section(configs, args):
     L.append(Redis.command())
     L.append(Nginx.command())
     L.append("# before the POST: POST /__sim/stats/reset, POST /__sim/ratelimit/reset")
-    L.append("curl -X POST http://127.0.0.1:$NGINX_PORT/umlo/sync")
+    L.append("curl -X POST -H 'Content-Type: application/json' http://127.0.0.1:$NGINX_PORT/umlo/sync")
     L.append("curl http://127.0.0.1:$NGINX_PORT/umlo/status     # every 100 ms until it ends")
     L.append("```")
     L.append("")

@@ -112,7 +112,10 @@ def http_get(port, path, timeout=120, headers=None, method="GET"):
 
 
 def http_json(port, path, method="GET", timeout=30):
-    status, hdrs, body, _ = http_get(port, path, timeout=timeout, method=method)
+    # umlo_sync takes state-changing requests only as JSON
+    headers = {"Content-Type": "application/json"} if method == "POST" else None
+    status, hdrs, body, _ = http_get(port, path, timeout=timeout, method=method,
+                                     headers=headers)
     try:
         doc = json.loads(body) if body else None
     except ValueError:

@@ -1965,7 +1965,8 @@ ngx_umlo_api_parse_retry_after(const char *s, size_t len, int64_t now_ms,
 
     /* an HTTP-date; curl_getdate() keeps no state, so is thread-safe */
     t = curl_getdate(buf, NULL);
-    if (t == (time_t) -1) {
+    if (t == (time_t) -1 || (int64_t) t > INT64_MAX / 1000) {
+        /* a date past the year 292 million: not a date (found by fuzz) */
         return -1;
     }
 

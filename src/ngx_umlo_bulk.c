@@ -11,6 +11,7 @@
 
 #include "ngx_umlo_bulk.h"
 #include "ngx_umlo_handler.h"
+#include "ngx_umlo_guard.h"
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_cache.h"
@@ -90,6 +91,10 @@ ngx_umlo_bulk_handler(ngx_http_request_t *r)
         }
 
         return ngx_umlo_bulk_get(r, &rest);
+    }
+
+    if (ngx_umlo_guard_request(r, &rc) != NGX_OK) {
+        return rc;
     }
 
     r->request_body_in_single_buf = 1;

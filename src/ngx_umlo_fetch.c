@@ -63,6 +63,7 @@ typedef struct {
     json_t          *found;        /* selective: account id -> user */
     char            *group;        /* grants: the group's id */
     char            *cursor;       /* of the page last asked for */
+    char            *mark;         /* kept at page 2^n: finds cycles */
     unsigned         pages;
     unsigned         urgent:1;     /* later pages go first: users */
 } ngx_umlo_fetch_ctx_t;
@@ -835,6 +836,7 @@ ngx_umlo_fetch_ctx_free(ngx_umlo_fetch_ctx_t *ctx)
     free(ctx->path);
     free(ctx->group);
     free(ctx->cursor);
+    free(ctx->mark);
     free(ctx);
 }
 
@@ -977,8 +979,14 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
         return 0;
     }
 
-    /* a listing that hands back the same cursor would never end */
+    /*
+     * A listing that hands back a cursor it gave before would never end.
+     * Comparing with the last cursor and with one kept at every power of
+     * two pages (Brent) finds a cycle of any length within about twice
+     * its length, in constant memory.
+     */
     if ((ctx->cursor != NULL && strcmp(ctx->cursor, next) == 0)
+        || (ctx->mark != NULL && strcmp(ctx->mark, next) == 0)
         || ++ctx->pages >= NGX_UMLO_MAX_PAGES)
     {
         ngx_umlo_fetch_abort(ctx->job, "fetch", "the listing %s %s does not "
@@ -988,6 +996,11 @@ ngx_umlo_fetch_next(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
                              : "repeated itself");
         ngx_umlo_fetch_ctx_free(ctx);
         return -1;
+    }
+
+    if ((ctx->pages & (ctx->pages - 1)) == 0) {
+        free(ctx->mark);
+        ctx->mark = strdup(next);
     }
 
     free(ctx->cursor);

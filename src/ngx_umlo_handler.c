@@ -75,7 +75,7 @@ ngx_umlo_send_json_ext(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type_lowcase = NULL;
 
     /* dashboards poll: every answer is current state, never cached */
-    if (ngx_umlo_add_header(r, "Cache-Control", "no-store") != NGX_OK) {
+    if (ngx_umlo_add_safety_headers(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -118,7 +118,10 @@ ngx_umlo_send_tagged(ngx_http_request_t *r, u_char *body, size_t len,
     r->headers_out.etag = h;
 
     /* revalidated on every use, so still always current */
-    if (ngx_umlo_add_header(r, "Cache-Control", "no-cache") != NGX_OK) {
+    if (ngx_umlo_add_header(r, "Cache-Control", "no-cache") != NGX_OK
+        || ngx_umlo_add_header(r, "X-Content-Type-Options", "nosniff")
+           != NGX_OK)
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -193,6 +196,18 @@ ngx_umlo_send_error(ngx_http_request_t *r, ngx_uint_t status,
     va_start(args, fmt);
     p = ngx_vslprintf(msg, msg + sizeof(msg) - 1, fmt, args);
     va_end(args);
+
+    if (p == msg + sizeof(msg) - 1) {
+        /* cut short: do not end inside a UTF-8 sequence */
+        while (p > msg && (p[-1] & 0xc0) == 0x80) {
+            p--;
+        }
+
+        if (p > msg && p[-1] >= 0xc0) {
+            p--;
+        }
+    }
+
     *p = '\0';
 
     json = json_pack("{s:{s:i,s:s,s:s}}", "error",
@@ -212,6 +227,21 @@ ngx_umlo_send_error(ngx_http_request_t *r, ngx_uint_t status,
     json_decref(json);
 
     return rc;
+}
+
+
+ngx_int_t
+ngx_umlo_add_safety_headers(ngx_http_request_t *r)
+{
+    /* never cached; never sniffed into HTML by a browser */
+    if (ngx_umlo_add_header(r, "Cache-Control", "no-store") != NGX_OK
+        || ngx_umlo_add_header(r, "X-Content-Type-Options", "nosniff")
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 

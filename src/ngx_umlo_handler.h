@@ -48,6 +48,9 @@ uint64_t ngx_umlo_body_hash(const u_char *p, size_t len);
 ngx_int_t ngx_umlo_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *code, const char *fmt, ...);
 
+/* Cache-Control: no-store and X-Content-Type-Options: nosniff. */
+ngx_int_t ngx_umlo_add_safety_headers(ngx_http_request_t *r);
+
 /* 405 with an Allow header, e.g. allow = "GET, HEAD". */
 ngx_int_t ngx_umlo_send_not_allowed(ngx_http_request_t *r,
     const char *allow);

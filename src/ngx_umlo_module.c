@@ -33,6 +33,8 @@ static char *ngx_umlo_api_base(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_umlo_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_umlo_handler_directive(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_umlo_tasks_directive(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -170,6 +172,20 @@ static ngx_command_t  ngx_umlo_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_umlo_main_conf_t, users_cache),
+      NULL },
+
+    { ngx_string("umlo_body_max"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_umlo_main_conf_t, body_max),
+      NULL },
+
+    { ngx_string("umlo_admin_token_file"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_umlo_admin_token_file,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("umlo_bulk_max_users"),
@@ -406,6 +422,7 @@ ngx_umlo_create_main_conf(ngx_conf_t *cf)
     umcf->selective_max = NGX_CONF_UNSET_UINT;
     umcf->history = NGX_CONF_UNSET_UINT;
     umcf->users_cache = NGX_CONF_UNSET_SIZE;
+    umcf->body_max = NGX_CONF_UNSET_SIZE;
     umcf->webhook_timeout = NGX_CONF_UNSET_MSEC;
     umcf->webhook_retries = NGX_CONF_UNSET_UINT;
     umcf->webhook_backoff = NGX_CONF_UNSET_MSEC;
@@ -439,6 +456,7 @@ ngx_umlo_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_uint_value(umcf->selective_max, 100);
     ngx_conf_init_uint_value(umcf->history, 50);
     ngx_conf_init_size_value(umcf->users_cache, 32 * 1024 * 1024);
+    ngx_conf_init_size_value(umcf->body_max, 64 * 1024);
     ngx_conf_init_msec_value(umcf->webhook_timeout, 5000);
     ngx_conf_init_uint_value(umcf->webhook_retries, 3);
     ngx_conf_init_msec_value(umcf->webhook_backoff, 1000);
@@ -736,6 +754,31 @@ ngx_umlo_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (ngx_umlo_read_secret(cf, &umcf->api_key_file, &umcf->api_key,
                              "umlo_api_key_file")
+        != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_umlo_admin_token_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_umlo_main_conf_t  *umcf = conf;
+
+    ngx_str_t  *value;
+
+    if (umcf->admin_token_file.data != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    umcf->admin_token_file = value[1];
+
+    if (ngx_umlo_read_secret(cf, &umcf->admin_token_file, &umcf->admin_token,
+                             "umlo_admin_token_file")
         != NGX_OK)
     {
         return NGX_CONF_ERROR;

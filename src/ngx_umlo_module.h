@@ -46,6 +46,9 @@ typedef struct {
     ngx_uint_t            selective_max;     /* umlo_sync_selective_max */
     ngx_uint_t            history;           /* umlo_sync_history */
     size_t                users_cache;       /* umlo_users_cache */
+    size_t                body_max;          /* umlo_body_max */
+    ngx_str_t             admin_token_file;  /* umlo_admin_token_file */
+    ngx_str_t             admin_token;       /* file contents: never logged */
 
     ngx_array_t          *webhooks;          /* umlo_webhook: of
                                                 ngx_umlo_webhook_t */

@@ -412,8 +412,11 @@ ngx_umlo_snap_finish(ngx_umlo_snap_t *snap)
     ngx_umlo_snap_user_t  *u;
     ngx_umlo_snap_sort_t   ctx;
 
-    qsort(snap->users, snap->nusers, sizeof(ngx_umlo_snap_user_t),
-          ngx_umlo_snap_by_id);
+    /* an org without users has no array: qsort() must not see NULL */
+    if (snap->nusers > 1) {
+        qsort(snap->users, snap->nusers, sizeof(ngx_umlo_snap_user_t),
+              ngx_umlo_snap_by_id);
+    }
 
     /* users sorted by id are found by binary search: no index entries */
     for (i = 1; i < snap->nusers; i++) {
@@ -900,7 +903,7 @@ ngx_umlo_snap_time(const char *s, size_t len, int64_t *ms)
                 p++;
             }
 
-            if (ngx_umlo_snap_num(&p, end, 2, &om)) {
+            if (ngx_umlo_snap_num(&p, end, 2, &om) || oh > 23 || om > 59) {
                 return -1;
             }
         }

@@ -10,12 +10,13 @@
 
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_handler.h"
+#include "ngx_umlo_guard.h"
+#include "ngx_umlo_syncbody.h"
 #include "ngx_umlo_keys.h"
 #include "ngx_umlo_redis.h"
 #include "ngx_umlo_webhook.h"
 
 
-#define NGX_UMLO_ACCOUNT_ID_MAX  128
 #define NGX_UMLO_WATCH_MS        250
 
 
@@ -66,16 +67,7 @@ ngx_umlo_sync_handler(ngx_http_request_t *r)
 {
     ngx_int_t  rc;
 
-    if (r->method == NGX_HTTP_DELETE) {
-        rc = ngx_http_discard_request_body(r);
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
-        return ngx_umlo_sync_cancel(r);
-    }
-
-    if (r->method != NGX_HTTP_POST) {
+    if (r->method != NGX_HTTP_POST && r->method != NGX_HTTP_DELETE) {
         /* a refused body must not be read as the next request */
         rc = ngx_http_discard_request_body(r);
         if (rc != NGX_OK) {
@@ -83,6 +75,19 @@ ngx_umlo_sync_handler(ngx_http_request_t *r)
         }
 
         return ngx_umlo_send_not_allowed(r, "POST, DELETE");
+    }
+
+    if (ngx_umlo_guard_request(r, &rc) != NGX_OK) {
+        return rc;
+    }
+
+    if (r->method == NGX_HTTP_DELETE) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        return ngx_umlo_sync_cancel(r);
     }
 
     r->request_body_in_single_buf = 1;
@@ -151,177 +156,38 @@ ngx_umlo_sync_body(ngx_http_request_t *r)
 }
 
 
-/* sends a 4xx error, keeps its result for the caller, returns NGX_ERROR */
-#define ngx_umlo_sync_bad(r, rc, ...)                                        \
-    ((*(rc) = ngx_umlo_send_error(r, __VA_ARGS__)), NGX_ERROR)
-
-
-/*
- * The body is empty (full sync), {"scope": "full"}, or
- * {"users": ["<accountId>", ...]} for a selective sync.
- */
+/* The body, checked by ngx_umlo_syncbody_parse(). */
 
 static ngx_int_t
 ngx_umlo_sync_parse(ngx_http_request_t *r, ngx_umlo_job_t *job,
     ngx_int_t *rc)
 {
-    u_char                *p;
-    size_t                 i, len, n;
-    json_t                *body, *value, *users;
-    ngx_buf_t             *b;
-    ngx_chain_t           *cl;
-    const char            *key, *id;
-    json_error_t           err;
-    ngx_umlo_main_conf_t  *umcf;
+    ngx_str_t                 text;
+    ngx_umlo_main_conf_t     *umcf;
+    ngx_umlo_syncbody_err_t   err;
 
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
 
-    if (r->request_body == NULL || r->request_body->bufs == NULL) {
-        return NGX_OK;
-    }
-
-    if (r->request_body->temp_file) {
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-                                 "body_too_large",
-                                 "the request body is larger than "
-                                 "client_body_buffer_size");
-    }
-
-    b = r->request_body->bufs->buf;
-    p = b->pos;
-    len = b->last - b->pos;
-
-    /*
-     * request_body_in_single_buf is not always honoured: the part read
-     * with the headers can stay a buffer of its own.  Join them.
-     */
-    if (r->request_body->bufs->next != NULL) {
-        len = 0;
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            len += cl->buf->last - cl->buf->pos;
-        }
-
-        p = ngx_pnalloc(r->pool, len);
-        if (p == NULL) {
-            *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-            return NGX_ERROR;
-        }
-
-        len = 0;
-        for (cl = r->request_body->bufs; cl; cl = cl->next) {
-            ngx_memcpy(p + len, cl->buf->pos, cl->buf->last - cl->buf->pos);
-            len += cl->buf->last - cl->buf->pos;
-        }
-    }
-
-    while (len && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
-        p++;
-        len--;
-    }
-
-    if (len == 0) {
-        return NGX_OK;
-    }
-
-    body = json_loadb((char *) p, len,
-                      JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (body == NULL) {
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_json",
-                                 "the body is not valid JSON: %s at "
-                                 "character %d", err.text, err.position);
-    }
-
-    if (!json_is_object(body)) {
-        json_decref(body);
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_body",
-                                 "the body must be a JSON object such as "
-                                 "{\"scope\":\"full\"} or "
-                                 "{\"users\":[\"<accountId>\"]}");
-    }
-
-    users = NULL;
-
-    json_object_foreach(body, key, value) {
-
-        if (ngx_strcmp(key, "scope") == 0) {
-            if (!json_is_string(value)
-                || ngx_strcmp(json_string_value(value), "full") != 0)
-            {
-                json_decref(body);
-                return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_scope",
-                                         "\"scope\" must be \"full\"; "
-                                         "for chosen users send "
-                                         "\"users\" instead");
-            }
-
-            continue;
-        }
-
-        if (ngx_strcmp(key, "users") == 0) {
-            users = value;
-            continue;
-        }
-
-        json_decref(body);
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "unknown_field",
-                                 "unknown field \"%s\": a sync takes "
-                                 "\"scope\" or \"users\"", key);
-    }
-
-    if (users != NULL && json_object_get(body, "scope") != NULL) {
-        json_decref(body);
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_body",
-                                 "\"scope\" and \"users\" exclude each "
-                                 "other");
-    }
-
-    if (users == NULL) {
-        json_decref(body);
-        return NGX_OK;
-    }
-
-    n = json_array_size(users);
-
-    if (!json_is_array(users) || n == 0 || n > umcf->selective_max) {
-        json_decref(body);
-        return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST, "invalid_users",
-                                 "\"users\" must be an array of 1 to %ui "
-                                 "account ids (umlo_sync_selective_max)",
-                                 umcf->selective_max);
-    }
-
-    job->users = json_array();
-    if (job->users == NULL) {
-        json_decref(body);
-        *rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (ngx_umlo_guard_body(r, &text, rc) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    json_array_foreach(users, i, value) {
-        id = json_string_value(value);
-        len = id ? ngx_strlen(id) : 0;
-
-        if (len == 0 || len > NGX_UMLO_ACCOUNT_ID_MAX
-            || strspn(id, "abcdefghijklmnopqrstuvwxyz"
-                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.")
-               != len)
-        {
-            json_decref(body);
-            return ngx_umlo_sync_bad(r, rc, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_users",
-                                     "\"users\"[%uz] is not an account "
-                                     "id", i);
-        }
-
-        json_array_append(job->users, value);
+    if (ngx_umlo_syncbody_parse((char *) text.data, text.len,
+                                umcf->selective_max, &job->users, &err)
+        != 0)
+    {
+        *rc = err.status
+              ? ngx_umlo_send_error(r, err.status, err.code, "%s",
+                                    err.message)
+              : NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
-    json_decref(body);
-
-    job->trigger = "selective";
-    json_object_set_new(job->doc, "trigger", json_string("selective"));
-    json_object_set(job->doc, "users_requested", job->users);
+    if (job->users != NULL) {
+        job->trigger = "selective";
+        json_object_set_new(job->doc, "trigger", json_string("selective"));
+        json_object_set(job->doc, "users_requested", job->users);
+    }
 
     return NGX_OK;
 }

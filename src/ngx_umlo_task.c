@@ -12,6 +12,7 @@
 
 #include "ngx_umlo_task_int.h"
 #include "ngx_umlo_handler.h"
+#include "ngx_umlo_guard.h"
 #include "ngx_umlo_redis.h"
 
 #include <sys/time.h>
@@ -66,6 +67,13 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
     umcf = ngx_http_get_module_main_conf(r, ngx_umlo_module);
 
     ngx_umlo_bulk_path(r, &rest);
+
+    /* state changes: a JSON content type, the admin token, a sane body */
+    if ((r->method & (NGX_HTTP_POST|NGX_HTTP_DELETE))
+        && ngx_umlo_guard_request(r, &rc) != NGX_OK)
+    {
+        return rc;
+    }
 
     if (rest.len == 0 && r->method == NGX_HTTP_POST) {
         r->request_body_in_single_buf = 1;

@@ -500,6 +500,10 @@ ngx_umlo_users_csv(ngx_http_request_t *r)
     ngx_str_set(&h->key, "Content-Disposition");
     ngx_str_set(&h->value, "attachment; filename=\"users.csv\"");
 
+    if (ngx_umlo_add_safety_headers(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
         return rc;

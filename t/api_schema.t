@@ -201,7 +201,7 @@ subtest 'status: If-None-Match' => sub {
 phase 'bad sync requests',
     (map { [ POST => '/umlo/sync', 400, body => $_->[0], code => $_->[1], invalid => $_->[2] // 1 ] }
         @bad_sync_bodies),
-    [ POST => '/umlo/sync', 413, body => '{"users":["' . ('a' x 40000) . '"]}', code => 'body_too_large',
+    [ POST => '/umlo/sync', 413, body => '{"users":["' . ('a' x 70000) . '"]}', code => 'body_too_large',
       invalid => 1 ];
 
 phase 'a selective sync before any full sync fails',

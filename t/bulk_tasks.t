@@ -367,6 +367,11 @@ subtest 'delete' => sub {
     ok !defined $t->redis('ZSCORE', org_key($t, 'tasks', 'due'), $id), 'no longer scheduled';
 };
 
+# the webhook is a place the key must not reach either
+my $hook_text = -f $hooks ? do { local (@ARGV, $/) = $hooks; <> } // '' : '';
+ok length($hook_text) && index($hook_text, $t->api_key) < 0,
+    'the API key is in no webhook body (' . length($hook_text) . ' bytes checked)';
+
 final_checks($t, names => [qw(main second)]);
 
 done_testing;

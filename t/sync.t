@@ -305,11 +305,11 @@ subtest 'request bodies: chunked, too large' => sub {
     $st = wait_sync($t, $doc->{id});
     is $st && $st->{state}, 'succeeded', 'and that sync succeeds';
 
-    my $r = req($t, POST => '/umlo/sync', body => '{"scope":"full"' . (' ' x 40000) . '}',
+    my $r = req($t, POST => '/umlo/sync', body => '{"scope":"full"' . (' ' x 70000) . '}',
         headers => { 'Content-Type' => 'application/json' });
-    is $r->{status}, 413, 'a body larger than client_body_buffer_size: 413';
+    is $r->{status}, 413, 'a body larger than umlo_body_max (64k): 413';
     json_contains $r->{json}, { error => { status => 413, code => 'body_too_large',
-        message => qr/client_body_buffer_size/ } }, 'the error names the setting';
+        message => qr/umlo_body_max/ } }, 'the error names the setting';
     is status_json($t)->{sync}{id}, $doc->{id}, 'no sync started';
 };
 

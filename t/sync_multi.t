@@ -48,7 +48,8 @@ sub simultaneous {
             my $http = HTTP::Tiny->new(timeout => 10, keep_alive => 0);
             my $wait = $start - time;
             sleep $wait if $wait > 0;
-            my $r = $http->request($method, $url);
+            my $r = $http->request($method, $url,
+                { headers => { 'Content-Type' => 'application/json' } });
             print {$wr} "$r->{status}\n" . ($r->{content} // '');
             close $wr;
             POSIX::_exit(0);

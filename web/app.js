@@ -251,10 +251,12 @@ async function startSync(users) {
     $('#sync-btn').disabled = true;
     $('#sync-selected-btn').disabled = true;
     setResult('', '');
-    const r = await call(api('sync'), users
-        ? { method: 'POST', headers: { 'Content-Type': 'application/json' },
-            body: JSON.stringify({ users }) }
-        : { method: 'POST' });
+    // JSON always: the server refuses other content types (no form can
+    // start a sync from another site)
+    const r = await call(api('sync'), {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(users ? { users } : { scope: 'full' }),
+    });
     if (r.status === 202 && r.body) {
         st.watching = r.body.id;
     } else if (r.status === 409 && r.body && r.body.sync) {
@@ -267,7 +269,9 @@ async function startSync(users) {
 }
 
 async function cancelSync() {
-    const r = await call(api('sync'), { method: 'DELETE' });
+    const r = await call(api('sync'), {
+        method: 'DELETE', headers: { 'Content-Type': 'application/json' },
+    });
     if (!r.ok && r.code !== 'not_running') setResult('error', `Cancel failed: ${r.message}`);
     pollStatus();
 }

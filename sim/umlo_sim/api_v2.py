@@ -6,7 +6,7 @@ pages with links.next a cursor string (absent on the last page)."""
 
 from . import paging
 from . import validate as V
-from .common import (decode_cursor, find_group, next_links, path_directory,
+from .common import (cursor_fault, decode_cursor, find_group, next_links, path_directory,
                      search_body, v2_user)
 from .errors import ApiError
 from .model import ALL_ROLES
@@ -247,7 +247,8 @@ def users_search(ctx):
     users, key, desc = _user_candidates(org, query)
     pred = _user_pred(org, query, directory)
     got, more = paging.page(users, key, after, query["limit"], pred, desc=desc,
-                            count=count, cap=ctx.sim.faults.page_cap)
+                            count=count, cap=ctx.sim.faults.page_cap,
+                            overlap=bool(cursor_fault(ctx, "duplicates")))
     expand = frozenset(query.get("expand", ()))
     mask = tuple(sorted(expand))
     frags = [org.fragment((u.seq, mask), lambda u=u: dumps(user_view(org, u, expand)))

@@ -272,8 +272,12 @@ class Sim:
                 err = ApiError(500, "ADMIN-500-1", "Simulator error: %s" % exc)
             if family == UM and isinstance(err, ApiError):
                 err = _um_equivalent(err)
-            if isinstance(err, GatewayError) and err.status == 429 and self.settings.retry_after:
-                hdrs.append(("Retry-After", str(err.retry_after)))
+            if isinstance(err, GatewayError) and err.status == 429:
+                injected = getattr(err, "injected", False)
+                if injected and err.retry_after is not None:
+                    hdrs.append(("Retry-After", str(err.retry_after)))
+                elif not injected and self.settings.retry_after:
+                    hdrs.append(("Retry-After", str(err.retry_after)))
             eid = stable_id(self.args.seed, req.method, req.target,
                             hashlib.sha1(req.body).hexdigest(), err.status)
             payload = err.body(eid)
@@ -323,6 +327,13 @@ class Sim:
             if status == 500:
                 raise ApiError(500, "ADMIN-500-1", "Injected internal error")
             raise GatewayError(status)
+        rule = f.pick("error429", key)
+        if rule:
+            self.stats.fault("error429")
+            err = GatewayError(429)
+            err.injected = True
+            err.retry_after = rule["retryAfter"]
+            raise err
         site = self.forbidden_site()
         if site is not None and self._touches_site(req, template, site):
             self.stats.fault("forbiddenSite")

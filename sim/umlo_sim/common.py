@@ -1,6 +1,9 @@
 """Helpers shared by the v2 handlers: cursors, links, path lookups and
 search bodies."""
 
+import json
+from urllib.parse import parse_qs
+
 from . import validate as V
 from .cursor import CursorError
 from .errors import ApiError
@@ -14,8 +17,42 @@ def decode_cursor(ctx, kind, token):
         raise ApiError(400, "ADMIN-400-1", "The cursor is invalid or expired")
 
 
+def request_cursor(ctx):
+    """The cursor the request carries (query string or JSON body), or None."""
+    got = parse_qs(ctx.req.query).get("cursor")
+    if got:
+        return got[0]
+    if ctx.req.body[:1] == b"{":
+        try:
+            value = json.loads(ctx.req.body).get("cursor")
+        except (ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) and value else None
+    return None
+
+
+def cursor_fault(ctx, kind):
+    """The rule of a fault that only fires on pages after the first."""
+    if request_cursor(ctx) is None:
+        return None
+    rule = ctx.sim.faults.pick(kind, ctx.template)
+    if rule:
+        ctx.sim.stats.fault(kind)
+    return rule
+
+
 def next_links(ctx, kind, query, items, more, count, key):
     """{"next": cursor} when the chain goes on, {} on the last page."""
+    rule = cursor_fault(ctx, "cursorLoop")
+    if rule and rule["mode"] == "same":
+        return {"next": request_cursor(ctx)}
+    if rule:
+        # cycle: back to the chain's first cursor instead of ending
+        first = rule.setdefault("first", {})
+        chain = json.dumps([kind, query], sort_keys=True)
+        first.setdefault(chain, request_cursor(ctx))
+        if not more:
+            return {"next": first[chain]}
     if not more:
         return {}
     return {"next": ctx.sim.cursors.encode(kind, query, key(items[-1]), count + len(items))}

@@ -9,6 +9,15 @@ searched in the endpoint template "METHOD /path/{param}", e.g.
   truncate  {mode: "json"|"short"}  json: a cut body with a matching
             Content-Length; short: full Content-Length, cut body, close
   reset     connection reset (RST) instead of an answer
+  error429  {retryAfter: N}  429 from the gateway, with "Retry-After: N"
+            when given, with no rate-limit header at all otherwise
+  cursorLoop {mode: "same"|"cycle"}  a listing that never ends: links.next
+            hands back the request's own cursor (same), or the chain's
+            first cursor again (cycle: pages 2, 3, ..., k, 2, 3, ...);
+            fires only on requests that carry a cursor
+  duplicates  a page of a listing starts with the last item of the
+            previous page again (an overlap, as a moving keyset can give);
+            fires only on requests that carry a cursor
 Org-wide switches:
   forbiddenSite  site name, cloud id or 1-based index: requests touching
                  that site's resources get 403
@@ -21,7 +30,8 @@ import re
 
 from .util import parse_time
 
-REQUEST_FAULTS = ("error5xx", "hang", "truncate", "reset")
+REQUEST_FAULTS = ("error5xx", "hang", "truncate", "reset", "error429",
+                  "cursorLoop", "duplicates")
 SWITCHES = ("forbiddenSite", "pageCap", "keyExpiresAt")
 
 
@@ -65,10 +75,20 @@ def _rule(kind, spec):
             if value not in ("json", "short"):
                 raise FaultSpecError("truncate.mode: json or short")
             rule["mode"] = value
-        elif key != "fired":
+        elif kind == "error429" and key == "retryAfter":
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 0 <= value <= 3600):
+                raise FaultSpecError("error429.retryAfter must be 0..3600 seconds or null")
+            rule["retryAfter"] = value
+        elif kind == "cursorLoop" and key == "mode":
+            if value not in ("same", "cycle"):
+                raise FaultSpecError("cursorLoop.mode: same or cycle")
+            rule["mode"] = value
+        elif key not in ("fired", "first"):
             raise FaultSpecError("%s: unknown field %r" % (kind, key))
     defaults = {"error5xx": ("statuses", [500]), "hang": ("delayMs", 0),
-                "truncate": ("mode", "json")}
+                "truncate": ("mode", "json"), "error429": ("retryAfter", None),
+                "cursorLoop": ("mode", "same")}
     if kind in defaults:
         rule.setdefault(*defaults[kind])
     return rule

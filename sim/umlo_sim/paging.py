@@ -19,11 +19,15 @@ def _start(items, key, after, desc):
     return lo
 
 
-def page(items, key, after, limit, pred=None, desc=False, count=0, cap=None):
-    """-> (page items, has_more).  after: last key returned, or None."""
+def page(items, key, after, limit, pred=None, desc=False, count=0, cap=None,
+         overlap=False):
+    """-> (page items, has_more).  after: last key returned, or None;
+    overlap: start with the item at `after` again (the duplicates fault)."""
     if cap is not None:
         limit = min(limit, max(0, cap - count))
     start = 0 if after is None else _start(items, key, after, desc)
+    if overlap and start > 0:
+        start -= 1
     out = []
     more = False
     for i in range(start, len(items)):

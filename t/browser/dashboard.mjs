@@ -60,7 +60,8 @@ async function waitFor(fn, what, timeout = 20000) {
 async function api(path, opts = {}) {
     const r = await fetch(new URL(path, BASE), {
         method: opts.method || 'GET',
-        headers: opts.json ? { 'Content-Type': 'application/json' } : {},
+        // umlo_sync takes JSON only, also without a body
+        headers: opts.method && opts.method !== 'GET' ? { 'Content-Type': 'application/json' } : {},
         body: opts.json ? JSON.stringify(opts.json) : undefined,
     });
     const text = await r.text();

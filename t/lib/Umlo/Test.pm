@@ -1061,6 +1061,11 @@ sub _http {
         $body = $JSON->encode($o{json});
         $headers{'Content-Type'} //= 'application/json';
     }
+    # umlo_sync takes a POST only as JSON (a web form cannot change state);
+    # headers => {'Content-Type' => undef} sends none
+    $headers{'Content-Type'} = 'application/json'
+        if uc $method eq 'POST' && !exists $headers{'Content-Type'};
+    delete $headers{$_} for grep { !defined $headers{$_} } keys %headers;
     # A fresh client each time: no keep-alive surprises across restarts.
     my $http = HTTP::Tiny->new(timeout => scaled($o{timeout} // 10), keep_alive => 0,
         agent => 'umlo-test/1', max_redirect => 0);
