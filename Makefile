@@ -10,6 +10,7 @@
 #   make fuzz       each libFuzzer harness in fuzz/ for FUZZ_SECONDS (60)
 #   make bench      every benchmark, on a quiet machine; writes docs/benchmarks*.md
 #   make bench-smoke  every benchmark tool on a tiny org, in seconds (no figures)
+#   make browser-deps  playwright-core for t/browser.t (npm ci; make test runs it)
 
 NGX_SRC   ?= /usr/share/nginx/src
 BUILD     := build
@@ -21,14 +22,19 @@ SRC_FILES := $(sort $(wildcard src/*.c src/*.h))
 DEB_PKGS  := nginx nginx-dev libcurl4-openssl-dev libjansson-dev \
              libhiredis-dev libssl-dev redis-server redis-tools python3 perl \
              libjson-pp-perl libyaml-libyaml-perl gcc make wrk curl \
-             python3-prometheus-client clang libclang-rt-dev valgrind
+             python3-prometheus-client clang libclang-rt-dev valgrind \
+             chromium
+# Node.js for the browser tests (t/browser.t), only where no node is
+# installed: Debian's npm conflicts with other builds of nodejs.
+NODE_PKGS := nodejs npm
+BROWSER   := t/browser
 
 WARN      := -Wall -Wextra -Werror
 ASAN_CC   := -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g
 ASAN_LD   := -fsanitize=address,undefined
 
-.PHONY: all deps check-deps test test-asan demo asan bench bench-smoke \
-        clean fuzz fuzz-build
+.PHONY: all deps check-deps browser-deps test test-asan demo asan bench \
+        bench-smoke clean fuzz fuzz-build
 
 all: $(MODULE)
 
@@ -40,10 +46,12 @@ check-deps:
 	         /usr/include/jansson.h /usr/include/openssl/hmac.h \
 	         /usr/include/hiredis/hiredis.h /usr/bin/redis-server \
 	         /usr/bin/redis-cli /usr/bin/prove /usr/bin/python3 \
-	         /usr/lib/python3/dist-packages/prometheus_client; do \
+	         /usr/lib/python3/dist-packages/prometheus_client \
+	         /usr/bin/chromium; do \
 	    [ -e $$f ] || missing="$$missing $$f"; \
 	done; \
 	perl -MYAML::XS -e1 2>/dev/null || missing="$$missing YAML::XS"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	    echo "missing:$$missing; running make deps"; \
 	    $(MAKE) --no-print-directory deps; \
@@ -52,7 +60,16 @@ check-deps:
 deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends $(DEB_PKGS)
+	    --no-install-recommends $(DEB_PKGS) \
+	    $$(command -v node >/dev/null 2>&1 || echo $(NODE_PKGS))
+
+# playwright-core, exactly as the committed lock file says; it drives
+# Debian's /usr/bin/chromium and downloads no browser.
+browser-deps: $(BROWSER)/node_modules/.package-lock.json
+
+$(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package-lock.json
+	cd $(BROWSER) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	    npm ci --no-audit --no-fund --loglevel=error
 
 # $(1): build dir, $(2): extra cc opts, $(3): extra ld opts
 define ngx_configure
@@ -90,7 +107,7 @@ asan: $(ASAN_SO)
 # and hostile input once more against the sanitized module.
 ASAN_SUBSET ?= t/sync.t t/users.t t/hostile_http.t t/security.t
 
-test: check-deps $(MODULE) $(ASAN_SO)
+test: check-deps $(MODULE) $(ASAN_SO) browser-deps
 	prove -r t
 	$(ASAN_ENV) prove $(ASAN_SUBSET)
 
@@ -102,7 +119,7 @@ ASAN_ENV = UMLO_MODULE=$(CURDIR)/$(ASAN_SO) \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:abort_on_error=1 \
 	UMLO_TIMEOUT_FACTOR=3
 
-test-asan: check-deps $(ASAN_SO)
+test-asan: check-deps $(ASAN_SO) browser-deps
 	$(ASAN_ENV) prove -r t
 
 # libFuzzer harnesses: the parsers are plain C over jansson, built here
@@ -165,4 +182,4 @@ bench-smoke: check-deps $(MODULE)
 smoke_out = $(if $(BENCH_SMOKE_OUT),--write $(BENCH_SMOKE_OUT)/$(1))
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BROWSER)/node_modules

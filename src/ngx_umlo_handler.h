@@ -23,6 +23,12 @@ ngx_int_t ngx_umlo_send_json(ngx_http_request_t *r, ngx_uint_t status,
     json_t *json);
 
 /*
+ * Sends a 200 JSON document with a strong ETag; a request whose
+ * If-None-Match matches gets 304 without a body instead.
+ */
+ngx_int_t ngx_umlo_send_json_etag(ngx_http_request_t *r, json_t *json);
+
+/*
  * Sends a 200 JSON body (without its final newline) that stays valid
  * until the request ends, with the strong ETag "etag" (the body's
  * ngx_umlo_body_hash()) and "Cache-Control: no-cache": a client that

@@ -97,7 +97,7 @@ ngx_umlo_status_reply(redisReply *reply, void *data)
         return;
     }
 
-    rc = ngx_umlo_send_json(r, NGX_HTTP_OK, json);
+    rc = ngx_umlo_send_json_etag(r, json);
     json_decref(json);
 
     ngx_http_finalize_request(r, rc);

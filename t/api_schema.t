@@ -158,7 +158,8 @@ my @bad_sync_bodies = (
 phase 'no snapshot yet',
     [ GET    => '/umlo/status', 200, then => sub {
         json_contains $_[0]{json}, { state => 'idle', running => JSON::PP::false,
-            sync => undef, snapshot => undef }, 'idle' } ],
+            sync => undef, snapshot => undef }, 'idle';
+        $v{etag} = $_[0]{headers}{etag} } ],
     [ HEAD   => '/umlo/status', 200 ],
     [ GET    => '/umlo/users', 404, code => 'no_snapshot' ],
     [ GET    => '/umlo/users?format=csv', 404, code => 'no_snapshot' ],
@@ -184,6 +185,11 @@ phase 'no snapshot yet',
         like $_[0]{body}, qr/^umlo_api_key_expiring 1$/m, 'the key expires soon' } ],
     [ HEAD   => '/umlo/metrics', 200 ],
     [ DELETE => '/umlo/metrics', 405, invalid => 1 ];
+
+subtest 'status: If-None-Match' => sub {
+    check([ GET => '/umlo/status', 304, headers => { 'If-None-Match' => $v{etag} },
+        then => sub { is $_[0]{body}, '', 'no body' } ]);
+};
 
 phase 'bad sync requests',
     (map { [ POST => '/umlo/sync', 400, body => $_->[0], code => $_->[1], invalid => $_->[2] // 1 ] }

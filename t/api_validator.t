@@ -176,11 +176,14 @@ my %json = ('content-type' => 'application/json', 'cache-control' => 'no-store')
 
 subtest 'responses: status, content type, headers, body' => sub {
     my $body = $J->encode($status);
+    my %status_h = (%json, etag => '"' . ('0a' x 16) . '"');
     my @e = $api->check_response(method => 'GET', uri => '/umlo/status', status => 200,
-        headers => \%json, body => $body);
+        headers => \%status_h, body => $body);
     ok !@e, 'a good status answer passes' or diag join "\n", @e;
     ok !$api->check_response(method => 'HEAD', uri => '/umlo/status', status => 200,
-        headers => \%json, body => ''), 'HEAD: the GET operation, no body';
+        headers => \%status_h, body => ''), 'HEAD: the GET operation, no body';
+    ok scalar($api->check_response(method => 'GET', uri => '/umlo/status', status => 200,
+        headers => \%json, body => $body)), 'status without its ETag';
     like join("\n", $api->check_response(method => 'GET', uri => '/umlo/status', status => 404,
         headers => \%json, body => $body)), qr/status 404 is not listed/, 'unlisted status';
     like join("\n", $api->check_response(method => 'GET', uri => '/umlo/status', status => 200,

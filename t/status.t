@@ -198,5 +198,40 @@ subtest 'the status is read from Redis on every request' => sub {
     $t->redis('DEL', org_key($t, 'lock'), org_key($t, 'status'));
 };
 
+subtest 'ETag and If-None-Match: 304 while nothing changed' => sub {
+    my $doc = { id => 's-e', trigger => 'manual', state => 'succeeded', phase => undef,
+        error => undef };
+    $t->redis('SET', org_key($t, 'status'), encode_json($doc));
+    my $r = req($t, GET => '/umlo/status');
+    is $r->{status}, 200, 'GET answers 200';
+    my $etag = $r->{headers}{etag};
+    like $etag // '', qr/^"[0-9a-f]{32}"$/, 'with a strong ETag';
+    is req($t, GET => '/umlo/status')->{headers}{etag}, $etag,
+        'the same document has the same ETag';
+
+    $r = req($t, GET => '/umlo/status', headers => { 'If-None-Match' => $etag });
+    is $r->{status}, 304, 'If-None-Match with it: 304';
+    is $r->{body}, '', 'without a body';
+    is $r->{headers}{etag}, $etag, 'the 304 repeats the ETag';
+    is $r->{headers}{'cache-control'}, 'no-store', 'and stays uncacheable';
+
+    $r = req($t, GET => '/umlo/status', headers => { 'If-None-Match' => "\"0\", W/$etag" });
+    is $r->{status}, 304, 'a list with its weak form matches too';
+    $r = req($t, HEAD => '/umlo/status', headers => { 'If-None-Match' => $etag });
+    is $r->{status}, 304, 'HEAD: 304';
+    $r = req($t, GET => '/umlo/status', headers => { 'If-None-Match' => '"0123"' });
+    is $r->{status}, 200, 'another ETag: 200';
+    ok $r->{json}, 'with the document';
+
+    $doc->{state} = 'failed';
+    $doc->{error} = { where => 'api', message => 'x' };
+    $t->redis('SET', org_key($t, 'status'), encode_json($doc));
+    $r = req($t, GET => '/umlo/status', headers => { 'If-None-Match' => $etag });
+    is $r->{status}, 200, 'after a change the old ETag gets 200';
+    json_contains $r->{json}, { state => 'failed' }, 'with the new document';
+    isnt $r->{headers}{etag}, $etag, 'and a new ETag';
+    $t->redis('DEL', org_key($t, 'status'));
+};
+
 final_checks($t);
 done_testing;
