@@ -23,6 +23,8 @@ start_users_stack($t,
     http => 'umlo_body_max 4k;',
     locations => join("\n",
         'location = /umlo/sync2 { client_body_buffer_size 1k; umlo_sync; }',
+        'location = /umlo/history { umlo_history; }',
+        'location = /umlo/metrics { umlo_metrics; }',
         'location = /plain { return 200 "plain\n"; }'),
     nginx => { workers => 2 });
 
@@ -122,6 +124,7 @@ subtest 'wrong and unknown methods: 405 with Allow, on every handler' => sub {
     my %allow = ('/umlo/status' => 'GET, HEAD', '/umlo/users' => 'GET, HEAD',
         '/umlo/users/facets' => 'GET, HEAD', "/umlo/users/$uid" => 'GET, HEAD',
         '/umlo/users?format=csv' => 'GET, HEAD', '/umlo/dashboard' => 'GET, HEAD',
+        '/umlo/history' => 'GET, HEAD', '/umlo/metrics' => 'GET, HEAD',
         '/umlo/sync' => 'POST, DELETE');
     for my $path (sort keys %allow) {
         my @m = $allow{$path} =~ /POST/ ? qw(GET PUT PATCH OPTIONS PROPFIND XYZZY)
@@ -321,6 +324,36 @@ subtest 'query strings: huge, repeated, percent-encoding abuse' => sub {
     # a request line longer than large_client_header_buffers (8k): nginx's own 414
     my $r = request(GET => '/umlo/users?q=' . ('a' x 9000));
     is $r->{status}, 414, 'a 9,000-byte request line: nginx answers 414 itself';
+};
+
+subtest 'history and metrics: query strings' => sub {
+    my @bad = (
+        [ 'limit 0',                    'limit=0',                          'invalid_limit' ],
+        [ 'limit above the history',    'limit=100000',                     'invalid_limit' ],
+        [ 'limit overflowing 64 bits',  'limit=99999999999999999999999',    'invalid_limit' ],
+        [ 'limit with a plus sign',     'limit=%2B5',                       'invalid_limit' ],
+        [ 'limit empty',                'limit=',                           'invalid_limit' ],
+        [ 'limit and garbage',          'limit=5%00',                       'invalid_limit' ],
+        [ 'an unknown parameter',       'colour=red',                       'unknown_parameter' ],
+        [ 'a name of 6,000 bytes',      ('n' x 6000) . '=1',                'unknown_parameter' ],
+        [ 'a raw invalid byte name',    "\xff\xfe=1",                       'unknown_parameter' ],
+        [ 'a name without a value',     'limit',                            'unknown_parameter' ],
+    );
+    for my $c (@bad) {
+        my ($name, $qs, $code) = @$c;
+        refused("history: $name", request(GET => "/umlo/history?$qs"), 400, $code);
+    }
+    survived("history: $_", request(GET => "/umlo/history?$_"))
+        for ('limit=1&limit=2', '&&&', 'limit=1&', '=x');
+    my $r = request(GET => '/umlo/history?limit=1');
+    is $r->{status}, 200, 'history still answers';
+    for my $qs (join('&', map { "p$_=%ff" } 1 .. 700), "q=\xff", 'x' x 6000) {
+        $r = request(GET => "/umlo/metrics?$qs");
+        push @answers, [ 'metrics with a query string', $r->{status},
+                         $r->{headers}{'content-type'} // '' ];
+        is $r->{status}, 200, 'metrics ignore a query string (' . length($qs) . ' bytes)';
+        like $r->{body}, qr/^umlo_/m, 'and still expose the metrics';
+    }
 };
 
 subtest 'headers: Accept abuse, huge headers' => sub {
