@@ -717,8 +717,10 @@ ngx_umlo_fetch_tick(void *data)
 static void
 ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
 {
-    long long             now, eta;
+    size_t                grants_expected, grants_done;
+    long long             now, eta, work, done;
     json_int_t            percent;
+    json_t               *progress;
     ngx_umlo_api_stats_t  st;
 
     now = ngx_umlo_fetch_now();
@@ -738,28 +740,45 @@ ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
         job->users_expected = job->users_fetched;
     }
 
+    /*
+     * Users chains go first, so under a rate limit every user may be read
+     * while group grant lookups still run: percent and ETA count both, in
+     * requests (a users page holds NGX_UMLO_USERS_PAGE users).
+     */
+    grants_expected = job->grant_queue ? json_array_size(job->grant_queue)
+                                       : 0;
+    grants_done = job->grant_next - job->grants_active;
+
     if (job->users_expected > 0) {
-        percent = job->users_fetched * 100 / job->users_expected;
+        work = (job->users_expected + NGX_UMLO_USERS_PAGE - 1)
+               / NGX_UMLO_USERS_PAGE + grants_expected;
+        done = job->users_fetched / NGX_UMLO_USERS_PAGE + grants_done;
+
+        percent = work ? done * 100 / work : 0;
         percent = percent > 99 ? 99 : percent;
 
-        if (job->users_fetched > 0
-            && job->users_fetched < job->users_expected)
-        {
-            eta = (now - job->started_ms)
-                  * (job->users_expected - job->users_fetched)
-                  / job->users_fetched / 1000;
+        if (done > 0 && done < work) {
+            eta = (now - job->started_ms) * (work - done) / done / 1000;
         }
     }
 
-    json_object_set_new(job->doc, "progress",
-                        json_pack("{s:I,s:o,s:I,s:o}",
-                                  "done", (json_int_t) job->users_fetched,
-                                  "expected", job->users_expected
-                                  ? json_integer(job->users_expected)
-                                  : json_null(),
-                                  "percent", percent,
-                                  "eta_seconds", eta >= 0
-                                  ? json_integer(eta) : json_null()));
+    progress = json_pack("{s:I,s:o,s:I,s:o}",
+                         "done", (json_int_t) job->users_fetched,
+                         "expected", job->users_expected
+                         ? json_integer(job->users_expected) : json_null(),
+                         "percent", percent,
+                         "eta_seconds", eta >= 0
+                         ? json_integer(eta) : json_null());
+
+    if (progress != NULL && grants_expected > 0) {
+        json_object_set_new(progress, "grants",
+                            json_pack("{s:I,s:I}",
+                                      "done", (json_int_t) grants_done,
+                                      "expected",
+                                      (json_int_t) grants_expected));
+    }
+
+    json_object_set_new(job->doc, "progress", progress);
 
     json_object_set_new(job->doc, "counts",
                         json_pack("{s:I,s:I,s:I}",
