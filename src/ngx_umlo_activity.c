@@ -23,6 +23,7 @@
  */
 
 
+#include "ngx_umlo_clock.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_keys.h"
 
@@ -129,8 +130,6 @@ static void ngx_umlo_act_report(ngx_umlo_act_t *a);
 static void ngx_umlo_act_finish(ngx_umlo_act_t *a, const char *state);
 static void ngx_umlo_act_fail(ngx_umlo_act_t *a, const char *where,
     const char *fmt, ...);
-static long long ngx_umlo_act_now(void);
-static void ngx_umlo_act_iso(char *buf, size_t size, long long ms);
 
 
 void
@@ -142,7 +141,7 @@ ngx_umlo_activity_run(ngx_umlo_job_t *job)
     memset(&a, 0, sizeof(ngx_umlo_act_t));
     a.job = job;
 
-    job->started_ms = ngx_umlo_act_now();
+    job->started_ms = ngx_umlo_clock_ms();
     job->renewed_ms = job->started_ms;
 
     if (ngx_umlo_store_open(&job->store, &job->redis, job->org) != 0) {
@@ -442,11 +441,11 @@ ngx_umlo_act_lookups(ngx_umlo_act_t *a)
 
         if (rc == 0) {
             /* sleep in short steps: cancel and the lease need us */
-            until = ngx_umlo_act_now()
+            until = ngx_umlo_clock_ms()
                     + (wait < NGX_UMLO_ACT_TICK_MS ? wait
                                                    : NGX_UMLO_ACT_TICK_MS);
 
-            while (ngx_umlo_act_now() < until && !job->cancel) {
+            while (ngx_umlo_clock_ms() < until && !job->cancel) {
                 usleep(10000);
             }
 
@@ -742,7 +741,7 @@ ngx_umlo_act_write(ngx_umlo_act_t *a)
         goto done;
     }
 
-    ngx_umlo_act_iso(asof, sizeof(asof), ngx_umlo_act_now());
+    ngx_umlo_clock_iso(asof, sizeof(asof), ngx_umlo_clock_ms());
     json_object_set_new(summary, "activity_as_of", json_string(asof));
     text = json_dumps(summary, JSON_COMPACT);
     json_decref(summary);
@@ -1196,7 +1195,7 @@ ngx_umlo_act_tick(void *data)
     ngx_umlo_job_t  *job;
 
     job = a->job;
-    now = ngx_umlo_act_now();
+    now = ngx_umlo_clock_ms();
 
     if (ngx_quit || ngx_terminate || ngx_exiting) {
         job->cancel = 1;
@@ -1243,7 +1242,7 @@ ngx_umlo_act_report(ngx_umlo_act_t *a)
     ngx_umlo_job_t  *job;
 
     job = a->job;
-    job->reported_ms = ngx_umlo_act_now();
+    job->reported_ms = ngx_umlo_clock_ms();
 
     json_object_set_new(job->doc, "state", json_string("running"));
     json_object_set_new(job->doc, "phase", json_string(a->phase));
@@ -1270,7 +1269,7 @@ ngx_umlo_act_finish(ngx_umlo_act_t *a, const char *state)
     ngx_umlo_job_t  *job;
 
     job = a->job;
-    now = ngx_umlo_act_now();
+    now = ngx_umlo_clock_ms();
     job->state = state;
 
     ngx_umlo_act_client_done(a);
@@ -1362,24 +1361,3 @@ ngx_umlo_act_fail(ngx_umlo_act_t *a, const char *where, const char *fmt,
 }
 
 
-static long long
-ngx_umlo_act_now(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-
-static void
-ngx_umlo_act_iso(char *buf, size_t size, long long ms)
-{
-    time_t     t;
-    struct tm  tm;
-
-    t = (time_t) (ms / 1000);
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}

@@ -79,7 +79,7 @@ ngx_umlo_bulk_tick(void *data)
     ngx_umlo_bulk_job_t  *job = data;
 
     if (job->error[0] != '\0'
-        || ngx_umlo_bulk_now() - job->renewed_ms < job->lease_ms / 3)
+        || ngx_umlo_clock_ms() - job->renewed_ms < job->lease_ms / 3)
     {
         return;
     }
@@ -95,7 +95,7 @@ ngx_umlo_bulk_tick(void *data)
         return;
     }
 
-    job->renewed_ms = ngx_umlo_bulk_now();
+    job->renewed_ms = ngx_umlo_clock_ms();
 }
 
 

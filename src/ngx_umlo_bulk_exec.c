@@ -36,7 +36,7 @@ ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job)
 
     job->api = ngx_umlo_api_create(&conf, err, sizeof(err));
 
-    ngx_umlo_bulk_iso(at, sizeof(at), ngx_umlo_bulk_now());
+    ngx_umlo_clock_iso(at, sizeof(at), ngx_umlo_clock_ms());
     json_object_set_new(job->doc, "started_at", json_string(at));
     json_object_set_new(job->doc, "state", json_string("running"));
 
@@ -99,7 +99,7 @@ ngx_umlo_bulk_exec(ngx_umlo_bulk_job_t *job)
         state = "cancelled";
     }
 
-    ngx_umlo_bulk_iso(at, sizeof(at), ngx_umlo_bulk_now());
+    ngx_umlo_clock_iso(at, sizeof(at), ngx_umlo_clock_ms());
     json_object_set_new(job->doc, "finished_at", json_string(at));
     json_object_set_new(job->doc, "state", json_string(state));
     json_object_set_new(job->doc, "counts", ngx_umlo_bulk_counts(items));

@@ -13,6 +13,7 @@
 #define _NGX_UMLO_BULK_INT_H_INCLUDED_
 
 
+#include "ngx_umlo_clock.h"
 #include "ngx_umlo_bulk.h"
 #include "ngx_umlo_keys.h"
 
@@ -68,8 +69,6 @@ void ngx_umlo_bulk_fail(ngx_umlo_bulk_job_t *job, ngx_uint_t status,
     const char *code, const char *fmt, ...);
 int ngx_umlo_bulk_in(json_t *list, const char *field, const char *value);
 const char *ngx_umlo_bulk_str(json_t *obj, const char *key);
-long long ngx_umlo_bulk_now(void);
-void ngx_umlo_bulk_iso(char *buf, size_t size, long long ms);
 int ngx_umlo_bulk_random(char *hex, size_t bytes);
 
 

@@ -47,7 +47,7 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
     redisReply  *r;
     const char  *s;
 
-    now = ngx_umlo_bulk_now();
+    now = ngx_umlo_clock_ms();
 
     if (ngx_umlo_bulk_current(job, &summary) != 0) {
         return -1;
@@ -188,7 +188,7 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
         return -1;
     }
 
-    ngx_umlo_bulk_iso(expires, sizeof(expires), now);
+    ngx_umlo_clock_iso(expires, sizeof(expires), now);
     json_object_set_new(job->doc, "requested_at", json_string(expires));
 
     if (saved != NULL) {
@@ -226,7 +226,7 @@ ngx_umlo_bulk_plan_do(ngx_umlo_bulk_job_t *job)
 
         freeReplyObject(r);
 
-        ngx_umlo_bulk_iso(expires, sizeof(expires), now + job->token_ttl_ms);
+        ngx_umlo_clock_iso(expires, sizeof(expires), now + job->token_ttl_ms);
         json_object_set_new(job->doc, "token", json_string(token));
         json_object_set_new(job->doc, "token_expires_at",
                             json_string(expires));

@@ -33,7 +33,7 @@ ngx_umlo_bulk_presync(ngx_umlo_bulk_job_t *job)
     ngx_umlo_bulk_api_conf(job, &conf);
 
     summary = NULL;
-    job->renewed_ms = ngx_umlo_bulk_now();
+    job->renewed_ms = ngx_umlo_clock_ms();
 
     if (ngx_umlo_model_init(&job->model) != 0
         || ngx_umlo_bulk_current(job, &summary) != 0

@@ -5,6 +5,7 @@
  */
 
 
+#include "ngx_umlo_clock.h"
 #include "ngx_umlo_bulk_int.h"
 
 #include <stdarg.h>
@@ -65,27 +66,6 @@ ngx_umlo_bulk_str(json_t *obj, const char *key)
 }
 
 
-long long
-ngx_umlo_bulk_now(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-
-void
-ngx_umlo_bulk_iso(char *buf, size_t size, long long ms)
-{
-    time_t     t;
-    struct tm  tm;
-
-    t = (time_t) (ms / 1000);
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 
 /* tokens must not be guessable: the kernel's randomness */

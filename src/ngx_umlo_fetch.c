@@ -15,6 +15,7 @@
  */
 
 
+#include "ngx_umlo_clock.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_keys.h"
 
@@ -132,8 +133,6 @@ static void ngx_umlo_fetch_vfail(ngx_umlo_job_t *job, const char *where,
 static void ngx_umlo_fetch_abort(ngx_umlo_job_t *job, const char *where,
     const char *fmt, ...);
 static char *ngx_umlo_fetch_escape(char *dst, const char *src, size_t size);
-static long long ngx_umlo_fetch_now(void);
-static void ngx_umlo_fetch_iso(char *buf, size_t size, long long ms);
 
 
 void
@@ -143,7 +142,7 @@ ngx_umlo_fetch_run(ngx_umlo_job_t *job)
     char                  err[NGX_UMLO_API_ERRLEN];
     ngx_umlo_api_conf_t   conf;
 
-    job->started_ms = ngx_umlo_fetch_now();
+    job->started_ms = ngx_umlo_clock_ms();
     job->renewed_ms = job->started_ms;
 
     if (ngx_umlo_store_open(&job->store, &job->redis, job->org) != 0) {
@@ -346,7 +345,7 @@ ngx_umlo_fetch_full(ngx_umlo_job_t *job)
 
     ngx_umlo_fetch_report(job, "swap");
 
-    ngx_umlo_fetch_iso(asof, sizeof(asof), ngx_umlo_fetch_now());
+    ngx_umlo_clock_iso(asof, sizeof(asof), ngx_umlo_clock_ms());
 
     json_object_set_new(job->doc, "counts",
                         json_pack("{s:I,s:I,s:I,s:I}",
@@ -580,7 +579,7 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
     json_t               *summary;
     ngx_umlo_api_stats_t  st;
 
-    now = ngx_umlo_fetch_now();
+    now = ngx_umlo_clock_ms();
     job->state = state;
 
     if (job->api != NULL) {
@@ -670,7 +669,7 @@ ngx_umlo_fetch_tick(void *data)
     int        rc;
     long long  now;
 
-    now = ngx_umlo_fetch_now();
+    now = ngx_umlo_clock_ms();
 
     /*
      * A fast shutdown (SIGTERM) never runs the worker's timers again, and
@@ -723,7 +722,7 @@ ngx_umlo_fetch_report(ngx_umlo_job_t *job, const char *phase)
     json_t               *progress;
     ngx_umlo_api_stats_t  st;
 
-    now = ngx_umlo_fetch_now();
+    now = ngx_umlo_clock_ms();
     job->reported_ms = now;
 
     json_object_set_new(job->doc, "state", json_string("running"));
@@ -944,9 +943,9 @@ ngx_umlo_fetch_page(ngx_umlo_fetch_ctx_t *ctx, ngx_umlo_api_req_t *req,
 
     if (req->error[0] != '\0') {
         if (req->status == 401 && job->key_expires > 0
-            && ngx_umlo_fetch_now() / 1000 >= job->key_expires)
+            && ngx_umlo_clock_ms() / 1000 >= job->key_expires)
         {
-            ngx_umlo_fetch_iso(expiry, sizeof(expiry),
+            ngx_umlo_clock_iso(expiry, sizeof(expiry),
                                job->key_expires * 1000);
             ngx_umlo_fetch_fail(job, what, "Organization API key rejected: "
                                 "check umlo_api_key_file and its expiry; "
@@ -1319,7 +1318,7 @@ ngx_umlo_fetch_store(ngx_umlo_job_t *job, int64_t budget_ms)
 
     if (job->prereq_done && job->staged) {
         if (ngx_umlo_fetch_unstage(job, budget_ms > 0
-                                        ? ngx_umlo_fetch_now() + budget_ms
+                                        ? ngx_umlo_clock_ms() + budget_ms
                                         : 0)
             != 0)
         {
@@ -1507,7 +1506,7 @@ ngx_umlo_fetch_unstage(ngx_umlo_job_t *job, long long until)
             n = json_array_size(job->unstaging);
 
             while (job->unstage_next < n) {
-                if (until != 0 && ngx_umlo_fetch_now() >= until) {
+                if (until != 0 && ngx_umlo_clock_ms() >= until) {
                     return 0;
                 }
 
@@ -1691,24 +1690,3 @@ ngx_umlo_fetch_escape(char *dst, const char *src, size_t size)
 }
 
 
-static long long
-ngx_umlo_fetch_now(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-
-static void
-ngx_umlo_fetch_iso(char *buf, size_t size, long long ms)
-{
-    time_t     t;
-    struct tm  tm;
-
-    t = (time_t) (ms / 1000);
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}

@@ -10,6 +10,7 @@
 
 
 
+#include "ngx_umlo_clock.h"
 #include "ngx_umlo_task_int.h"
 #include "ngx_umlo_handler.h"
 #include "ngx_umlo_guard.h"
@@ -142,7 +143,7 @@ ngx_umlo_tasks_handler(ngx_http_request_t *r)
                                      NGX_UMLO_KEY_TASKS_DUE " %s %lld",
                                      ngx_umlo_task_now_lua, umcf->org.data,
                                      umcf->org.data, id,
-                                     (long long) ngx_umlo_task_now());
+                                     (long long) ngx_umlo_clock_ms());
 
     } else if (notice) {
         if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -430,9 +431,9 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
     sched = daily ? json_pack("{s:s}", "daily", daily)
                   : json_pack("{s:I}", "every", (json_int_t) every);
 
-    now = ngx_umlo_task_now();
+    now = ngx_umlo_clock_ms();
     next = ngx_umlo_task_next(sched, now);
-    ngx_umlo_task_iso(at, sizeof(at), now);
+    ngx_umlo_clock_iso(at, sizeof(at), now);
 
     /*
      * What a run syncs first.  Only an explicit list of users bounds whom
@@ -463,7 +464,7 @@ ngx_umlo_task_create(ngx_http_request_t *r, json_t *body, json_t **doc)
     json_object_del(*doc, json_is_null(json_object_get(*doc, "users"))
                           ? "users" : "filter");
 
-    ngx_umlo_task_iso(at, sizeof(at), next);
+    ngx_umlo_clock_iso(at, sizeof(at), next);
     json_object_set_new(*doc, "next_run_at", json_string(at));
     json_object_set_new(*doc, "notice", json_integer(notice));
 
@@ -574,8 +575,8 @@ ngx_umlo_task_notice_list(redisReply *reply)
 
     for (i = 0; out != NULL && i + 1 < list->elements; i += 2) {
         first = strtoll(list->element[i + 1]->str, NULL, 10);
-        ngx_umlo_task_iso(at, sizeof(at), first);
-        ngx_umlo_task_iso(due, sizeof(due), first + notice * 1000);
+        ngx_umlo_clock_iso(at, sizeof(at), first);
+        ngx_umlo_clock_iso(due, sizeof(due), first + notice * 1000);
 
         json_array_append_new(json_object_get(out, "data"),
                               json_pack("{s:s,s:s,s:s}",
@@ -610,24 +611,3 @@ ngx_umlo_task_next(json_t *schedule, long long now_ms)
 }
 
 
-long long
-ngx_umlo_task_now(void)
-{
-    struct timeval  tv;
-
-    gettimeofday(&tv, NULL);
-
-    return (long long) tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-
-void
-ngx_umlo_task_iso(char *buf, size_t size, long long ms)
-{
-    time_t     t;
-    struct tm  tm;
-
-    t = (time_t) (ms / 1000);
-    gmtime_r(&t, &tm);
-    strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}

@@ -10,6 +10,7 @@
 #define _NGX_UMLO_TASK_INT_H_INCLUDED_
 
 
+#include "ngx_umlo_clock.h"
 #include "ngx_umlo_task.h"
 #include "ngx_umlo_bulk.h"
 #include "ngx_umlo_keys.h"
@@ -29,8 +30,6 @@ void ngx_umlo_task_record(ngx_umlo_bulk_job_t *job);
 
 /* {"every": seconds}: from now; {"daily": "HH:MM"}: the next one, UTC */
 long long ngx_umlo_task_next(json_t *schedule, long long now_ms);
-long long ngx_umlo_task_now(void);
-void ngx_umlo_task_iso(char *buf, size_t size, long long ms);
 
 
 #endif /* _NGX_UMLO_TASK_INT_H_INCLUDED_ */

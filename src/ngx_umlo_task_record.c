@@ -42,7 +42,7 @@ ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
         return 0;
     }
 
-    now = ngx_umlo_task_now();
+    now = ngx_umlo_clock_ms();
 
     snprintf(key, sizeof(key), NGX_UMLO_KEY_TASK_NOTICE, job->org,
              json_string_value(json_object_get(job->run_of, "id")));
@@ -78,8 +78,8 @@ ngx_umlo_task_notice(ngx_umlo_bulk_job_t *job)
                                          account, now);
             fresh++;
 
-            ngx_umlo_task_iso(at, sizeof(at), now);
-            ngx_umlo_task_iso(due, sizeof(due), now + notice * 1000);
+            ngx_umlo_clock_iso(at, sizeof(at), now);
+            ngx_umlo_clock_iso(due, sizeof(due), now + notice * 1000);
             json_array_append_new(noticed,
                                   json_pack("{s:s,s:s,s:s}", "id", account,
                                             "noticed_at", at, "due_at", due));
@@ -134,8 +134,8 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
     redisReply  *r;
     const char  *state;
 
-    now = ngx_umlo_task_now();
-    ngx_umlo_task_iso(at, sizeof(at), now);
+    now = ngx_umlo_clock_ms();
+    ngx_umlo_clock_iso(at, sizeof(at), now);
 
     state = (job->status == 202)
             ? json_string_value(json_object_get(job->doc, "state"))
@@ -199,7 +199,7 @@ ngx_umlo_task_record(ngx_umlo_bulk_job_t *job)
     json_object_del(task, "notice_new");
     json_object_set_new(task, "last_run", last);
     json_object_set_new(task, "next_run_ms", json_integer(next));
-    ngx_umlo_task_iso(at, sizeof(at), next);
+    ngx_umlo_clock_iso(at, sizeof(at), next);
     json_object_set_new(task, "next_run_at", json_string(at));
 
     text = json_dumps(task, JSON_COMPACT);

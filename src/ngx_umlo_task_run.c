@@ -84,7 +84,7 @@ ngx_umlo_task_tick(ngx_event_t *ev)
                                 NGX_UMLO_KEY_TASKS " %lld %d",
                                 ngx_umlo_task_claim_lua, umcf->org.data,
                                 umcf->org.data,
-                                (long long) ngx_umlo_task_now(),
+                                (long long) ngx_umlo_clock_ms(),
                                 NGX_UMLO_TASK_CLAIM_MS)
         != NGX_OK)
     {
@@ -479,7 +479,7 @@ ngx_umlo_task_match(ngx_umlo_bulk_job_t *job)
     len = snprintf(args, sizeof(args), "%s%slimit=%d", filter,
                    filter[0] ? "&" : "", NGX_UMLO_QUERY_LIMIT_MAX);
 
-    q = ngx_umlo_query_parse(snap, args, len, ngx_umlo_task_now(), &qerr);
+    q = ngx_umlo_query_parse(snap, args, len, ngx_umlo_clock_ms(), &qerr);
 
     if (q == NULL || ngx_umlo_query_run(q, &qerr) != 0) {
         snprintf(job->error, sizeof(job->error), "the filter: %s",
