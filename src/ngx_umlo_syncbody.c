@@ -8,10 +8,12 @@
 #include "ngx_umlo_syncbody.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 
+static void ngx_umlo_syncbody_utf8(char *s);
 static int ngx_umlo_syncbody_bad(ngx_umlo_syncbody_err_t *err,
     const char *code, const char *fmt, ...);
 
@@ -186,9 +188,7 @@ static int
 ngx_umlo_syncbody_bad(ngx_umlo_syncbody_err_t *err, const char *code,
     const char *fmt, ...)
 {
-    size_t          len, i, need;
-    va_list         args;
-    unsigned char  *m;
+    va_list  args;
 
     err->status = 400;
     err->code = code;
@@ -197,21 +197,64 @@ ngx_umlo_syncbody_bad(ngx_umlo_syncbody_err_t *err, const char *code,
     vsnprintf(err->message, sizeof(err->message), fmt, args);
     va_end(args);
 
-    /* a message cut short must not end inside a UTF-8 sequence */
-    m = (unsigned char *) err->message;
-    len = strlen(err->message);
-    i = len;
-
-    while (i > 0 && (m[i - 1] & 0xc0) == 0x80) {
-        i--;
-    }
-
-    if (i > 0 && m[i - 1] >= 0xc0) {
-        need = m[i - 1] >= 0xf0 ? 4 : m[i - 1] >= 0xe0 ? 3 : 2;
-        if (len - (i - 1) < need) {
-            m[i - 1] = '\0';
-        }
-    }
+    /*
+     * The message goes into a JSON answer: it must be valid UTF-8 even
+     * when cut short, or when jansson's "near '...'" ends inside a
+     * character (an escape such as "\<2-byte char>" saves one byte of it).
+     */
+    ngx_umlo_syncbody_utf8(err->message);
 
     return -1;
+}
+
+
+/* replaces each byte that is not part of a valid UTF-8 character by '?' */
+
+static void
+ngx_umlo_syncbody_utf8(char *s)
+{
+    size_t          i, k, n;
+    uint32_t        c;
+    unsigned char  *p;
+
+    p = (unsigned char *) s;
+
+    for (i = 0; p[i] != '\0'; i += n) {
+        n = 1;
+
+        if (p[i] < 0x80) {
+            continue;
+        }
+
+        if (p[i] >= 0xc2 && p[i] <= 0xdf) {
+            n = 2;
+            c = p[i] & 0x1f;
+
+        } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
+            n = 3;
+            c = p[i] & 0x0f;
+
+        } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
+            n = 4;
+            c = p[i] & 0x07;
+
+        } else {
+            p[i] = '?';
+            continue;
+        }
+
+        /* the terminating '\0' is not a continuation byte: it stops here */
+        for (k = 1; k < n && (p[i + k] & 0xc0) == 0x80; k++) {
+            c = (c << 6) | (p[i + k] & 0x3f);
+        }
+
+        if (k < n
+            || (n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff)))
+            || (n == 4 && (c < 0x10000 || c > 0x10ffff)))
+        {
+            /* what follows is looked at again, byte by byte */
+            p[i] = '?';
+            n = 1;
+        }
+    }
 }
