@@ -23,6 +23,7 @@
  */
 
 
+#include "ngx_umlo_pace.h"
 #include "ngx_umlo_clock.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_keys.h"
@@ -1152,7 +1153,11 @@ ngx_umlo_act_client(ngx_umlo_act_t *a, unsigned retries)
     api = ngx_umlo_api_create(&conf, err, sizeof(err));
     if (api == NULL) {
         ngx_umlo_act_fail(a, "start", "%s", err);
+        return NULL;
     }
+
+    /* the last run's rate-limit estimate: no single-request probe first */
+    ngx_umlo_pace_load(&job->store, api);
 
     return api;
 }
@@ -1173,6 +1178,7 @@ ngx_umlo_act_client_done(ngx_umlo_act_t *a)
     }
 
     ngx_umlo_api_stats(job->api, &st);
+    ngx_umlo_pace_save(&job->store, job->api);
     a->calls += st.sent;
     a->retries += st.retries;
     a->http_429 += st.http_429;

@@ -109,6 +109,7 @@ static void ngx_umlo_api_wipe_slist(struct curl_slist *l);
 static const char *ngx_umlo_api_method(const char *method);
 static void ngx_umlo_api_enqueue(ngx_umlo_api_t *api,
     ngx_umlo_api_req_t *req, int front);
+static long ngx_umlo_api_budget(ngx_umlo_api_class_t *cls, int64_t now);
 static int ngx_umlo_api_may_send(ngx_umlo_api_t *api,
     ngx_umlo_api_class_t *cls, int64_t now, int64_t *wake);
 static void ngx_umlo_api_dispatch(ngx_umlo_api_t *api, int64_t now,
@@ -554,6 +555,136 @@ ngx_umlo_api_stats(ngx_umlo_api_t *api, ngx_umlo_api_stats_t *st)
 
 
 void
+ngx_umlo_api_pace_get(ngx_umlo_api_t *api, int klass,
+    ngx_umlo_api_pace_t *pace)
+{
+    int64_t                now;
+    ngx_umlo_api_class_t  *cls;
+
+    memset(pace, 0, sizeof(ngx_umlo_api_pace_t));
+
+    if (klass < 0 || klass >= NGX_UMLO_API_NCLASSES) {
+        return;
+    }
+
+    cls = &api->cls[klass];
+
+    if (!cls->heard) {
+        return;
+    }
+
+    now = ngx_umlo_api_mono();
+
+    pace->at = ngx_umlo_api_wall();
+    pace->paced = cls->known;
+
+    if (!cls->known) {
+        return;
+    }
+
+    pace->windowed = cls->windowed;
+    pace->limit = cls->limit;
+    pace->remaining = ngx_umlo_api_budget(cls, now)
+                      - (long) cls->in_flight;
+
+    if (cls->reset_at > now) {
+        pace->reset = pace->at + (cls->reset_at - now);
+    }
+}
+
+
+void
+ngx_umlo_api_pace_format(char *buf, size_t size,
+    const ngx_umlo_api_pace_t *pace)
+{
+    snprintf(buf, size, "%lld %lld %ld %ld %d %d", (long long) pace->at,
+             (long long) pace->reset, pace->limit, pace->remaining,
+             (int) pace->paced, (int) pace->windowed);
+}
+
+
+int
+ngx_umlo_api_pace_parse(const char *text, ngx_umlo_api_pace_t *pace)
+{
+    int        paced, windowed;
+    long long  at, reset;
+    long       limit, remaining;
+
+    if (sscanf(text, "%lld %lld %ld %ld %d %d", &at, &reset, &limit,
+               &remaining, &paced, &windowed)
+        != 6)
+    {
+        return -1;
+    }
+
+    memset(pace, 0, sizeof(ngx_umlo_api_pace_t));
+    pace->at = at;
+    pace->reset = reset;
+    pace->limit = limit;
+    pace->remaining = remaining;
+    pace->paced = (paced != 0);
+    pace->windowed = (windowed != 0);
+
+    return 0;
+}
+
+
+void
+ngx_umlo_api_pace_set(ngx_umlo_api_t *api, int klass,
+    const ngx_umlo_api_pace_t *pace)
+{
+    int64_t                now, wall, age;
+    ngx_umlo_api_class_t  *cls;
+
+    if (klass < 0 || klass >= NGX_UMLO_API_NCLASSES || pace->at <= 0) {
+        return;
+    }
+
+    cls = &api->cls[klass];
+    wall = ngx_umlo_api_wall();
+    age = wall - pace->at;
+
+    /* a clock that went back, or an old estimate: learn afresh */
+    if (cls->heard || age < 0 || age > NGX_UMLO_API_PACE_TTL) {
+        return;
+    }
+
+    if (pace->paced && (pace->limit <= 0 || pace->limit > 1000000)) {
+        /* a budget without a known rate cannot be brought up to date */
+        return;
+    }
+
+    cls->heard = 1;
+
+    if (!pace->paced) {
+        /* the server sent no budget last time: run unpaced, as then */
+        return;
+    }
+
+    now = ngx_umlo_api_mono();
+
+    cls->known = 1;
+    cls->windowed = pace->windowed;
+    cls->limit = pace->limit;
+    cls->remaining = pace->remaining < cls->limit ? pace->remaining
+                                                  : cls->limit;
+    cls->heard_left = cls->remaining;
+    cls->stamp = now - age;
+
+    if (cls->windowed) {
+        if (pace->reset > wall) {
+            cls->reset_at = now + (pace->reset - wall)
+                            + NGX_UMLO_API_RESET_SLACK;
+
+        } else {
+            /* the window was reset since: the budget is back */
+            cls->remaining = cls->limit;
+        }
+    }
+}
+
+
+void
 ngx_umlo_api_destroy(ngx_umlo_api_t *api)
 {
     unsigned  i;
@@ -715,9 +846,12 @@ ngx_umlo_api_enqueue(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
 /*
  * Pacing, per rate-limit class.
  *
- * Until the first answer the class sends one request: only an answer says
- * whether there is a budget at all.  Without X-RateLimit-* headers the
- * class then runs at max_concurrency.
+ * A run starts from the estimate the last run left (ngx_umlo_api_pace_set);
+ * without one, the first wave goes out at max_concurrency: waiting for one
+ * answer before sending more would add a round trip to every short run,
+ * and the worst a first wave into an empty budget costs is one 429 per
+ * request in flight, which the answers' headers then pace.  Without
+ * X-RateLimit-* headers the class runs at max_concurrency throughout.
  *
  * With them, "remaining" is what the class may still send: it drops by one
  * per request sent and is set again from each fresh answer (an answer to
@@ -791,10 +925,6 @@ ngx_umlo_api_may_send(ngx_umlo_api_t *api, ngx_umlo_api_class_t *cls,
     if (now < cls->paused_until) {
         until = cls->paused_until;
         goto wait;
-    }
-
-    if (!cls->heard) {
-        return cls->in_flight == 0;
     }
 
     if (!cls->known) {
@@ -1196,7 +1326,7 @@ static void
 ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
     CURLcode rc)
 {
-    int                    retry, refill;
+    int                    retry, refill, known;
     long                   status;
     char                  *p, *last;
     CURL                  *easy;
@@ -1231,7 +1361,18 @@ ngx_umlo_api_finish(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req,
     refill = cls->known && !cls->windowed && cls->limit > 0;
 
     if (status > 0) {
+        known = cls->known;
         ngx_umlo_api_rate_update(cls, req, easy, now);
+
+        if (!known && cls->known && !cls->windowed && cls->limit > 0) {
+            /*
+             * The first budget came with this answer (a first wave into a
+             * spent budget): a per-minute bucket, as any other, until a
+             * second 429 shows a fixed window.  Waiting for the reset
+             * instead would stall a refilling bucket for up to a minute.
+             */
+            refill = 1;
+        }
     }
 
     if (status >= 200 && status < 300 && req->seq > cls->suspect_seq) {

@@ -187,6 +187,38 @@ void ngx_umlo_api_hurry(ngx_umlo_api_t *api, ngx_umlo_api_req_t *req);
 /* thread-safe: makes a run waiting in poll look at cancel now */
 void ngx_umlo_api_wakeup(ngx_umlo_api_t *api);
 
+/*
+ * What a class learned of the server's rate limit, carried from one run to
+ * the next so that a run starts at full concurrency instead of sending one
+ * request and waiting for its headers.
+ */
+typedef struct {
+    int64_t                at;           /* wall ms of the estimate, 0: none */
+    int64_t                reset;        /* wall ms of the reset, 0: unknown */
+    long                   limit;        /* per minute, 0: unknown */
+    long                   remaining;    /* may be negative: a debt */
+    unsigned               paced:1;      /* headers seen: pace by them */
+    unsigned               windowed:1;   /* the budget resets, no refill */
+} ngx_umlo_api_pace_t;
+
+/*
+ * An estimate older than this is not used: the org's limit may have
+ * changed.  A week covers daily runs at any time of day.
+ */
+#define NGX_UMLO_API_PACE_TTL     (7 * 24 * 3600 * 1000)
+
+/* pace->at is 0 if the class has heard nothing yet */
+void ngx_umlo_api_pace_get(ngx_umlo_api_t *api, int klass,
+    ngx_umlo_api_pace_t *pace);
+/* before ngx_umlo_api_run(); an unusable estimate is ignored */
+void ngx_umlo_api_pace_set(ngx_umlo_api_t *api, int klass,
+    const ngx_umlo_api_pace_t *pace);
+
+/* as text, "at reset limit remaining paced windowed"; parse: 0 or -1 */
+void ngx_umlo_api_pace_format(char *buf, size_t size,
+    const ngx_umlo_api_pace_t *pace);
+int ngx_umlo_api_pace_parse(const char *text, ngx_umlo_api_pace_t *pace);
+
 const char *ngx_umlo_api_error(ngx_umlo_api_t *api);
 void ngx_umlo_api_stats(ngx_umlo_api_t *api, ngx_umlo_api_stats_t *st);
 void ngx_umlo_api_destroy(ngx_umlo_api_t *api);

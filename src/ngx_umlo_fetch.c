@@ -16,6 +16,7 @@
 
 
 #include "ngx_umlo_clock.h"
+#include "ngx_umlo_pace.h"
 #include "ngx_umlo_sync.h"
 #include "ngx_umlo_keys.h"
 
@@ -187,6 +188,9 @@ ngx_umlo_fetch_run(ngx_umlo_job_t *job)
         ngx_umlo_fetch_finish(job, "failed");
         return;
     }
+
+    /* the last run's rate-limit estimate: no single-request probe first */
+    ngx_umlo_pace_load(&job->store, job->api);
 
     json_object_set_new(job->doc, "started_at",
                         json_integer(job->started_ms / 1000));
@@ -584,6 +588,7 @@ ngx_umlo_fetch_finish(ngx_umlo_job_t *job, const char *state)
 
     if (job->api != NULL) {
         ngx_umlo_api_stats(job->api, &st);
+        ngx_umlo_pace_save(&job->store, job->api);
         json_object_set_new(job->doc, "api",
                             json_pack("{s:I,s:I,s:I,s:I}",
                                       "calls", (json_int_t) st.sent,

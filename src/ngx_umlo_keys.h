@@ -81,6 +81,9 @@
 /* list: users pages that arrived before the groups they refer to */
 #define NGX_UMLO_KEY_GEN_STAGE   "umlo:{%s}:g:%lld:stage"
 
+/* string: the API client's rate-limit estimate of one class, see pace.h */
+#define NGX_UMLO_KEY_PACE        "umlo:{%s}:pace:%s"
+
 /* string: a bulk job's document (plan, progress, per-user results) */
 #define NGX_UMLO_KEY_BULK_JOB    "umlo:{%s}:bulk:job:%s"
 

@@ -36,7 +36,9 @@ my $page = req($t, GET => '/umlo/users?limit=1000')->{json};
 my $dash = req($t, GET => '/umlo/dashboard')->{json};
 
 subtest 'nginx SIGKILLed mid-sync, then started again' => sub {
-    sim_ok(POST => 'config', { latencyMs => 700 });
+    # three rounds of requests (groups, their grants, the write) at 2.5 s
+    # each: still fetching when killed at about 1.5 s
+    sim_ok(POST => 'config', { latencyMs => 2500 });
     my $r = req($t, POST => '/umlo/sync');
     is $r->{status}, 202, 'a slow sync started';
     my $id = $r->{json}{id};

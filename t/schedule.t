@@ -87,7 +87,9 @@ subtest 'the day\'s run happens once across two instances, at its time' => sub {
 
 subtest 'a manual sync running at the time counts as the day\'s run' => sub {
     $t->redis(DEL => org_key($t, 'daily'));
-    $t->sim_admin(POST => 'config', { latencyMs => 3000 });
+    # two rounds of requests (groups, then their grants): 10 s, past the
+    # slot in 5 s
+    $t->sim_admin(POST => 'config', { latencyMs => 5000 });
     my $before = scalar @{ scheduled() };
     my $slot = time + 5;
     my ($at, $day) = local_slot($slot);

@@ -9,7 +9,8 @@ use utf8;
 #     number of users/search calls is that of the partitions;
 #   - under a per-minute limit smaller than the sync, the budget is spent
 #     at its refill rate: (calls - burst) / rate, with no 429, instead of
-#     waiting for the bucket to be full again.
+#     waiting for the bucket to be full again;
+#   - the next run starts from the estimate the last one stored in Redis.
 
 use Test::More;
 use JSON::PP ();
@@ -116,6 +117,34 @@ subtest 'a rate limit below the sync: spent at the refill rate, no 429' => sub {
     cmp_ok $secs, '>=', ($over - 2) * 0.9, "paced: $secs s for $over calls past the burst";
     cmp_ok $secs, '<=', Umlo::Test::scaled($over * 1.25 + 4),
         "and no longer than the refill takes ($over s)";
+
+    # the run left its estimate in Redis for the next one
+    my $key = 'umlo:{' . $t->org . '}:pace:admin';
+    my $pace = $t->redis('GET', $key) // '';
+    like $pace, qr/^\d+ \d+ $limit -?\d+ 1 0$/,
+        "the estimate is stored: '$pace' (at, reset, limit, remaining, paced)";
+
+    # The budget is nearly spent now.  A selective sync of 50 users sends
+    # 5 requests at once: from the stored estimate it waits for tokens;
+    # without it, its first wave meets the empty budget.
+    my @ids = map { $_->{accountId} } (v2_users(truth($t)))[0 .. 49];
+    $t->sim_ok('POST', 'stats/reset');
+    my ($sel) = run_sync($t, json => { users => \@ids }, timeout => 60);
+    is $sel && $sel->{state}, 'succeeded', 'selective sync right after';
+    is $t->sim_ok('GET', 'stats')->{sent429}, 0,
+        'started from the estimate: no 429';
+
+    $t->redis('DEL', $key);
+    $t->sim_ok('POST', 'stats/reset');
+    ($sel) = run_sync($t, json => { users => \@ids }, timeout => 60);
+    is $sel && $sel->{state}, 'succeeded', 'selective sync without it';
+    cmp_ok $t->sim_ok('GET', 'stats')->{sent429}, '>', 0,
+        'without the estimate the first wave meets the spent budget '
+        . '(the check above can fail)';
+    # the 429s carried the first budget: the class waits for tokens, not
+    # for the bucket to be full again (X-RateLimit-Reset, a minute away)
+    cmp_ok $sel->{sync}{duration_ms} / 1000, '<', Umlo::Test::scaled(30),
+        "then paced by tokens: $sel->{sync}{duration_ms} ms";
 
     compare_with_truth(snapshot($t), truth($t), 'paced sync');
     $t->sim_ok('POST', 'config', { rateLimit => 0 });

@@ -51,6 +51,7 @@ struct job_s {
     const char            *path;
     const char            *body;
     const char            *act_path;    /* with %s for the accountId */
+    const char            *pace;        /* a former run's estimate */
     int                    klass;
     unsigned               n;
     unsigned               chains;
@@ -82,6 +83,9 @@ struct job_s {
     char                   status_line[512];
     pthread_t              canceller;
 };
+
+
+static void pace_seed(ngx_umlo_api_t *api, int klass, const char *text);
 
 
 static int tests;
@@ -451,6 +455,10 @@ run_job(void *data)
         return NULL;
     }
 
+    if (job->pace != NULL) {
+        pace_seed(job->api, job->klass, job->pace);
+    }
+
     if (strcmp(job->mode, "walk") == 0) {
         for (i = 0; i < job->chains; i++) {
             body = json_pack("{s:i, s:[s, s, s]}", "limit", (int) job->limit,
@@ -506,10 +514,28 @@ run_job(void *data)
 }
 
 
+/* "at reset limit remaining paced windowed", as the module stores it */
+
+static void
+pace_seed(ngx_umlo_api_t *api, int klass, const char *text)
+{
+    ngx_umlo_api_pace_t  pace;
+
+    if (ngx_umlo_api_pace_parse(text, &pace) != 0) {
+        fprintf(stderr, "bad pace: %s\n", text);
+        return;
+    }
+
+    ngx_umlo_api_pace_set(api, klass, &pace);
+}
+
+
 static void
 report(job_t *job, const char *p)
 {
+    char                  text[128];
     unsigned              i;
+    ngx_umlo_api_pace_t   pace;
     ngx_umlo_api_stats_t  st;
 
     printf("%src=%d\n", p, job->rc);
@@ -554,6 +580,10 @@ report(job_t *job, const char *p)
            p, (unsigned long long) st.rate_waits,
            p, (unsigned long long) st.rate_wait_ms,
            p, st.peak_in_flight);
+
+    ngx_umlo_api_pace_get(job->api, job->klass, &pace);
+    ngx_umlo_api_pace_format(text, sizeof(text), &pace);
+    printf("%space=%s\n", p, text);
 
     for (i = 0; i < job->nerrors; i++) {
         printf("%sreq_error=%s\n", p, job->errors[i]);
@@ -679,6 +709,7 @@ main(int argc, char **argv)
         jobs[i].path = opt(opts, n, "path", "/");
         jobs[i].body = opt(opts, n, "body", NULL);
         jobs[i].act_path = opt(opts, n, "act_path", NULL);
+        jobs[i].pace = opt(opts, n, "pace", NULL);
         jobs[i].klass = (int) uopt(opts, n, "klass", 0);
         jobs[i].n = uopt(opts, n, "n", 1);
         jobs[i].chains = uopt(opts, n, "chains", 1);
