@@ -134,9 +134,10 @@ FUZZ_CFLAGS  := -g -O1 -fsanitize=fuzzer,address,undefined \
                 -Isrc -Ifuzz
 FUZZ_LIBS    := -ljansson -lhiredis -lcurl -lpthread
 
-fuzz_srcs_query     := $(wildcard src/ngx_umlo_query*.c) src/ngx_umlo_snapshot.c
+fuzz_srcs_query     := $(wildcard src/ngx_umlo_query*.c) src/ngx_umlo_snapshot.c \
+                       src/ngx_umlo_utf8.c
 fuzz_srcs_cursor    := $(fuzz_srcs_query)
-fuzz_srcs_sync_body := src/ngx_umlo_syncbody.c
+fuzz_srcs_sync_body := src/ngx_umlo_syncbody.c src/ngx_umlo_utf8.c
 fuzz_srcs_model     := src/ngx_umlo_model.c $(fuzz_srcs_query)
 fuzz_srcs_headers   := src/ngx_umlo_atlassian.c src/ngx_umlo_snapshot.c
 

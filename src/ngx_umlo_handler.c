@@ -6,6 +6,7 @@
 
 
 #include "ngx_umlo_handler.h"
+#include "ngx_umlo_utf8.h"
 #include <ngx_md5.h>
 
 
@@ -210,12 +211,15 @@ ngx_umlo_send_error(ngx_http_request_t *r, ngx_uint_t status,
 
     *p = '\0';
 
+    /* a client's bytes quoted back (a parser's "near '...'") may not be text */
+    ngx_umlo_utf8_clean((char *) msg, 0);
+
     json = json_pack("{s:{s:i,s:s,s:s}}", "error",
                      "status", (json_int_t) status,
                      "code", code,
                      "message", (char *) msg);
     if (json == NULL) {
-        /* invalid UTF-8 from the caller: answer without the detail */
+        /* out of memory: answer without the detail */
         json = json_pack("{s:{s:i,s:s}}", "error", "status",
                          (json_int_t) status, "code", code);
         if (json == NULL) {

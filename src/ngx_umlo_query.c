@@ -16,11 +16,9 @@
 #endif
 
 #include "ngx_umlo_query_int.h"
+#include "ngx_umlo_utf8.h"
 
 
-static size_t ngx_umlo_query_utf8_char(const unsigned char *p, size_t len);
-static int ngx_umlo_query_utf8(const char *s, size_t len);
-static void ngx_umlo_query_clean(char *s);
 static int ngx_umlo_query_hex(int c);
 static int ngx_umlo_query_decode(const char *s, size_t len, char *out,
     size_t *outlen);
@@ -189,7 +187,7 @@ ngx_umlo_query_store(ngx_umlo_query_t *q, const char *name, size_t nlen,
         return -1;
     }
 
-    if (ngx_umlo_query_utf8(*p, n) != 0) {
+    if (ngx_umlo_utf8_check(*p, n) != 0) {
         ngx_umlo_query_fail(err, 400, "invalid_parameter", pname,
                             "%s is not valid UTF-8", pname);
         return -1;
@@ -306,8 +304,8 @@ ngx_umlo_query_fail(ngx_umlo_query_err_t *err, int status, const char *code,
     va_end(args);
 
     /* names and values quoted back may be cut mid-character, or not text */
-    ngx_umlo_query_clean(err->param);
-    ngx_umlo_query_clean(err->message);
+    ngx_umlo_utf8_clean(err->param, 1);
+    ngx_umlo_utf8_clean(err->message, 1);
 }
 
 
@@ -315,94 +313,6 @@ void
 ngx_umlo_query_nomem(ngx_umlo_query_err_t *err)
 {
     ngx_umlo_query_fail(err, 500, "internal_error", "", "out of memory");
-}
-
-
-/* the length of the UTF-8 character at p, 0 when it is not one */
-
-static size_t
-ngx_umlo_query_utf8_char(const unsigned char *p, size_t len)
-{
-    size_t    n, i;
-    uint32_t  cp, min;
-
-    if (p[0] < 0x80) {
-        return 1;
-    }
-
-    if ((p[0] & 0xe0) == 0xc0) {
-        n = 2;
-        cp = p[0] & 0x1f;
-        min = 0x80;
-
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        n = 3;
-        cp = p[0] & 0x0f;
-        min = 0x800;
-
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        n = 4;
-        cp = p[0] & 0x07;
-        min = 0x10000;
-
-    } else {
-        return 0;
-    }
-
-    if (n > len) {
-        return 0;
-    }
-
-    for (i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-
-    /* overlong forms, surrogates and beyond U+10FFFF are not UTF-8 */
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-
-    return n;
-}
-
-
-static int
-ngx_umlo_query_utf8(const char *s, size_t len)
-{
-    size_t  i, n;
-
-    for (i = 0; i < len; i += n) {
-        n = ngx_umlo_query_utf8_char((const unsigned char *) s + i, len - i);
-        if (n == 0) {
-            return -1;
-        }
-    }
-
-    return 0;
-}
-
-
-/* invalid bytes and control characters become '?' */
-
-static void
-ngx_umlo_query_clean(char *s)
-{
-    size_t  i, n, len;
-
-    len = strlen(s);
-
-    for (i = 0; i < len; i += n) {
-        n = ngx_umlo_query_utf8_char((unsigned char *) s + i, len - i);
-
-        if (n == 0 || (unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
-            s[i] = '?';
-            n = 1;
-        }
-    }
 }
 
 

@@ -6,14 +6,13 @@
 
 
 #include "ngx_umlo_syncbody.h"
+#include "ngx_umlo_utf8.h"
 
 #include <stdarg.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 
-static void ngx_umlo_syncbody_utf8(char *s);
 static int ngx_umlo_syncbody_bad(ngx_umlo_syncbody_err_t *err,
     const char *code, const char *fmt, ...);
 
@@ -202,59 +201,8 @@ ngx_umlo_syncbody_bad(ngx_umlo_syncbody_err_t *err, const char *code,
      * when cut short, or when jansson's "near '...'" ends inside a
      * character (an escape such as "\<2-byte char>" saves one byte of it).
      */
-    ngx_umlo_syncbody_utf8(err->message);
+    ngx_umlo_utf8_clean(err->message, 0);
 
     return -1;
 }
 
-
-/* replaces each byte that is not part of a valid UTF-8 character by '?' */
-
-static void
-ngx_umlo_syncbody_utf8(char *s)
-{
-    size_t          i, k, n;
-    uint32_t        c;
-    unsigned char  *p;
-
-    p = (unsigned char *) s;
-
-    for (i = 0; p[i] != '\0'; i += n) {
-        n = 1;
-
-        if (p[i] < 0x80) {
-            continue;
-        }
-
-        if (p[i] >= 0xc2 && p[i] <= 0xdf) {
-            n = 2;
-            c = p[i] & 0x1f;
-
-        } else if (p[i] >= 0xe0 && p[i] <= 0xef) {
-            n = 3;
-            c = p[i] & 0x0f;
-
-        } else if (p[i] >= 0xf0 && p[i] <= 0xf4) {
-            n = 4;
-            c = p[i] & 0x07;
-
-        } else {
-            p[i] = '?';
-            continue;
-        }
-
-        /* the terminating '\0' is not a continuation byte: it stops here */
-        for (k = 1; k < n && (p[i + k] & 0xc0) == 0x80; k++) {
-            c = (c << 6) | (p[i + k] & 0x3f);
-        }
-
-        if (k < n
-            || (n == 3 && (c < 0x800 || (c >= 0xd800 && c <= 0xdfff)))
-            || (n == 4 && (c < 0x10000 || c > 0x10ffff)))
-        {
-            /* what follows is looked at again, byte by byte */
-            p[i] = '?';
-            n = 1;
-        }
-    }
-}

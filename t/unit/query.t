@@ -44,6 +44,7 @@ sub build {
     my @cc = ($ENV{CC} // 'cc', qw(-std=gnu99 -Wall -Wextra -Werror), @opts,
         "-I$ROOT/src", '-o', $bin, "$ROOT/t/unit/query_test.c",
         glob("$ROOT/src/ngx_umlo_query*.c"), "$ROOT/src/ngx_umlo_snapshot.c",
+        "$ROOT/src/ngx_umlo_utf8.c",
         qw(-lhiredis -ljansson));
     my $rc = system(join(' ', map { quotemeta } @cc) . ' >' . quotemeta($log)
                     . ' 2>&1');
